@@ -1,0 +1,1 @@
+"""Crystallographic core: cells, symmetry, elements, structures, structure factors, maps (no Qt)."""

@@ -1,0 +1,1 @@
+"""PySide6 desktop application: main window, panels, views and QThread workers."""

@@ -1,0 +1,1 @@
+"""Readers and writers (no Qt): structures, reflections, maps, Meerkat volumes, images, shards."""

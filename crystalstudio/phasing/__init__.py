@@ -1,0 +1,1 @@
+"""Phasing: PhAI network, input tensors, recycling scan, charge flipping, solution ranking (no Qt)."""

@@ -1,0 +1,1 @@
+"""Training: on-the-fly datasets, trainers, checkpoints, metrics logs, torchrun support (no Qt)."""
