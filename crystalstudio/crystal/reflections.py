@@ -221,3 +221,14 @@ def simple_amplitudes(intensities, sigmas) -> tuple[np.ndarray, np.ndarray]:
     F = np.sqrt(np.maximum(I, 0.0))
     sf = np.where(F > 0, s / (2 * np.where(F > 0, F, 1)), np.sqrt(np.abs(s)))
     return F, sf
+
+
+def index_sphere_half_grid(max_index: int = 10) -> np.ndarray:
+    """Miller indices with h ∈ [−m, m], k, l ∈ [0, m], h² + k² + l² ≤ m², without 000, ordered by
+    h, then k, then l ascending (the PhAI reflection order; 1205 reflections for m = 10)."""
+    m = int(max_index)
+    r = np.arange(-m, m + 1)
+    h, k, l = np.meshgrid(r, np.arange(m + 1), np.arange(m + 1), indexing="ij")
+    hkl = np.stack([h.ravel(), k.ravel(), l.ravel()], axis=1)
+    n2 = np.sum(hkl**2, axis=1)
+    return hkl[(n2 <= m * m) & (n2 > 0)]

@@ -12,6 +12,12 @@ from ..errors import InputFileError
 
 PathLike = Union[str, os.PathLike]
 
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
 MAX_TEXT_BYTES = 2 * 1024**3  # text inputs above 2 GiB are refused: no crystallographic text file is that big
 
 
@@ -60,6 +66,7 @@ def atomic_output(path: PathLike, mode: str = "w") -> Iterator:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -76,6 +83,7 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

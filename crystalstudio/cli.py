@@ -1,0 +1,209 @@
+"""`crystalstudio` — the GUI when called without a subcommand, else a command-line job.
+
+  crystalstudio [FILE]                      open the desktop application (embedded default without FILE)
+  crystalstudio generate --n N --seed S …   shards of artificial structures + reflections
+  crystalstudio stats FOLDER …              distributions of a folder of CIFs (vs generated)
+  crystalstudio phase REFLECTIONS …         solve a structure (charge flipping or PhAI)
+  crystalstudio train CONFIG                headless training (also under torchrun)
+  crystalstudio factorise VOLUME …          DSFU-Net factorisation of a diffuse-scattering plane
+
+Bad input ends with a one-line reason on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable, Optional
+
+from . import __version__
+from .errors import Cancelled, CrystalStudioError
+
+SUBCOMMANDS: dict[str, Callable[[argparse._SubParsersAction], None]] = {}
+
+
+def subcommand(name: str):
+    def deco(fn):
+        SUBCOMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+class TextProgress:
+    """A one-line progress bar on stderr (no output when stderr is not a terminal, except the end)."""
+
+    def __init__(self, label: str, stream=None):
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self.tty = self.stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, fraction: float, message: str = "") -> None:
+        now = time.perf_counter()
+        if not self.tty or (now - self._last < 0.1 and fraction < 1):
+            return
+        self._last = now
+        el = now - self.t0
+        eta = el / fraction * (1 - fraction) if fraction > 0 else float("nan")
+        bar = "#" * int(30 * fraction)
+        self.stream.write(f"\r{self.label} [{bar:<30}] {100 * fraction:5.1f}%  {message}  ETA {eta:5.0f} s ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+# ------------------------------------------------------------------------------------------ generate
+@subcommand("generate")
+def _add_generate(sub):
+    p = sub.add_parser("generate", help="generate artificial structures and their reflections into HDF5 shards")
+    p.add_argument("--n", type=int, required=True, help="number of structures")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mode", choices=["uniform", "molecules"], default="uniform")
+    p.add_argument("--space-group", default="P 1 21/c 1", help="any name gemmi knows (default P21/c)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--config", help="JSON file with generator settings (cell/content/molecule sections)")
+    p.add_argument("--shard-size", type=int, default=10000)
+    p.add_argument("--max-index", type=int, default=10, help="reflections h²+k²+l² ≤ m² (PhAI grid for m=10)")
+    p.add_argument("--d-min", type=float, default=1.0, help="resolution limit in Å (0: none)")
+    p.add_argument("--a-min", type=float)
+    p.add_argument("--a-max", type=float)
+    p.add_argument("--volume-distribution", choices=["uniform", "lognormal"])
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
+    p.set_defaults(run=_run_generate)
+
+
+def _generator_settings(args):
+    import json
+
+    from .crystal.generator import GeneratorSettings
+
+    s = GeneratorSettings()
+    if getattr(args, "config", None):
+        with open(args.config) as f:
+            d = json.load(f)
+        s = GeneratorSettings.from_dict(d.get("generator", d))
+    s.space_group = args.space_group or s.space_group
+    s.content.mode = args.mode or s.content.mode
+    if args.a_min:
+        s.cell.a_min = args.a_min
+    if args.a_max:
+        s.cell.a_max = args.a_max
+    if args.volume_distribution:
+        s.cell.volume_distribution = args.volume_distribution
+    return s
+
+
+def _run_generate(args) -> int:
+    from .crystal.generator.export import export_shards
+
+    s = _generator_settings(args)
+    bar = TextProgress("generate")
+    try:
+        res = export_shards(args.out, args.n, s, args.seed, shard_size=args.shard_size, max_index=args.max_index,
+                            d_min=args.d_min or None, device=args.device, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        from .io.shards import shard_paths
+
+        print(f"interrupted: {len(shard_paths(args.out))} complete shard(s) kept in {args.out}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    bar.close()
+    rate = res.n_written / res.seconds if res.seconds > 0 else float("inf")
+    print(f"{res.n_structures} structures ({res.n_written} generated, {res.n_resumed} resumed) in "
+          f"{res.seconds:.2f} s wall ({rate:.0f} structures/s) -> {args.out}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ stats
+@subcommand("stats")
+def _add_stats(sub):
+    p = sub.add_parser("stats", help="distributions of a folder of CIFs against generated structures")
+    p.add_argument("folder", help="folder of .cif files (searched recursively)")
+    p.add_argument("--generated", type=int, default=2000, help="generated structures to compare (0: none)")
+    p.add_argument("--mode", choices=["uniform", "molecules"], default="uniform")
+    p.add_argument("--space-group", default="P 1 21/c 1")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--png", help="write histogram overlays to this PNG")
+    p.add_argument("--tables", help="write element tables fitted from the CIFs into this folder")
+    p.set_defaults(run=_run_stats, config=None, a_min=None, a_max=None, volume_distribution=None)
+
+
+def _run_stats(args) -> int:
+    from .crystal.generator import generate_batch
+    from .crystal.generator.elements_table import ElementTable
+    from .crystal.statistics import compare_statistics, plot_overlays, statistics_from_cif_folder, statistics_of_batch
+
+    real = statistics_from_cif_folder(args.folder)
+    mu, sigma = real.lognormal_volume_fit()
+    print(f"{real.n_structures} structures from {args.folder}; log-normal volume fit: mu={mu:.4f} sigma={sigma:.4f} "
+          f"(median {pow(2.718281828, mu):.0f} Å³)")
+    for line in real.skipped:
+        print(f"  skipped {line}")
+    gen = None
+    if args.generated:
+        gen = statistics_of_batch(generate_batch(args.generated, _generator_settings(args), args.seed))
+        for q, d in compare_statistics(real, gen).items():
+            print(f"  {q:16s} KS {d['ks']:.3f}  W1 {d['wasserstein']:.3f}")
+    if args.png:
+        plot_overlays(real, gen, args.png)
+        print(f"overlays -> {args.png}")
+    if args.tables:
+        from pathlib import Path
+
+        Path(args.tables).mkdir(parents=True, exist_ok=True)
+        for which in ("general", "special"):
+            shares = real.element_shares(which)
+            if shares:
+                ElementTable(shares).write_csv(Path(args.tables) / f"{which}_positions.csv",
+                                               f"fitted from {real.n_structures} structures in {args.folder}")
+        print(f"element tables -> {args.tables}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ main
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="crystalstudio", description="CrystalStudio: deep-learning crystallography "
+                                "(GUI without a subcommand; FILE opens a structure, reflections, map or volume)")
+    p.add_argument("--version", action="version", version=f"crystalstudio {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    for name, add in SUBCOMMANDS.items():
+        add(sub)
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS or (argv and argv[0] in ("-h", "--help", "--version")):
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 0
+        try:
+            return int(args.run(args) or 0)
+        except Cancelled:
+            print("crystalstudio: cancelled", file=sys.stderr)
+            return 130
+        except CrystalStudioError as exc:
+            print(f"crystalstudio {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        except (OSError, ValueError) as exc:
+            print(f"crystalstudio {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+    gui = argparse.ArgumentParser(prog="crystalstudio", add_help=False)
+    gui.add_argument("file", nargs="?")
+    gui.add_argument("--fresh-preferences", action="store_true", help="start with default settings")
+    gargs, qt_args = gui.parse_known_args(argv)
+    from .gui.app import run_gui
+
+    return run_gui(gargs.file, fresh_preferences=gargs.fresh_preferences, qt_args=qt_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""Atom placement for many structures at once (torch, CPU or CUDA).
+
+Every distance test includes all symmetry mates and periodic images of the atoms already placed.
+Tries are drawn in rounds and the first acceptable one is kept, which has the same distribution
+as trying them one after another.
+
+Distances: a fractional difference is wrapped into [−½, ½); an image at lattice offset n then lies
+at least (|nᵢ| − ½)·wᵢ away along the normal of face i (wᵢ = cell width). So when the largest
+threshold t is below wᵢ/2 the wrapped image is the only one that can matter along i; otherwise
+offsets ±1 along i are tested as well (complete while t < 1.5·wᵢ, which `max_threshold` checks).
+Every image closer than its threshold is tested, not only the nearest.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ...errors import InvalidInputError
+from ..cell import orthogonalization_matrix
+
+
+@dataclass
+class PlacementState:
+    """Atoms of B structures in slots (B, S): fractional xyz, element index, radius, placed flag."""
+
+    A: torch.Tensor  # (B, 3, 3) fractional → Cartesian
+    A_inv: torch.Tensor
+    R: torch.Tensor  # (n, 3, 3) all operations
+    t: torch.Tensor  # (n, 3)
+    offsets_cart: torch.Tensor  # (B, O, 3) Cartesian lattice translations tested (first one is 0)
+    xyz: torch.Tensor  # (B, S, 3)
+    element: torch.Tensor  # (B, S) long
+    radius: torch.Tensor  # (B, S)
+    placed: torch.Tensor  # (B, S) bool
+    images: torch.Tensor  # (B, S·n, 3) fractional, wrapped to [0, 1)
+
+    @property
+    def n_ops(self) -> int:
+        return self.R.shape[0]
+
+    def image_valid(self, rows, K) -> torch.Tensor:
+        return self.placed[rows, : K // self.n_ops].repeat_interleave(self.n_ops, dim=1)
+
+    def image_radius(self, rows, K) -> torch.Tensor:
+        return self.radius[rows, : K // self.n_ops].repeat_interleave(self.n_ops, dim=1)
+
+    def place(self, rows: torch.Tensor, slot: int, xyz: torch.Tensor) -> None:
+        """Put atoms at `xyz` (len(rows), 3) into `slot` of structures `rows`."""
+        if rows.numel() == 0:
+            return
+        x = torch.remainder(xyz, 1.0)
+        self.xyz[rows, slot] = x
+        self.placed[rows, slot] = True
+        n = self.n_ops
+        self.images[rows, slot * n : (slot + 1) * n] = torch.remainder(torch.einsum("nij,bj->bni", self.R, x) + self.t, 1.0)
+
+
+def make_state(cells: np.ndarray, space_group, n_slots: int, max_threshold: float, device, dtype) -> PlacementState:
+    B = len(cells)
+    A = torch.as_tensor(orthogonalization_matrix(cells), dtype=dtype, device=device)
+    R = torch.as_tensor(space_group.rotations, dtype=dtype, device=device)
+    t = torch.as_tensor(space_group.translations, dtype=dtype, device=device)
+    V = torch.abs(torch.linalg.det(A))
+    widths = torch.stack([V / torch.linalg.norm(torch.cross(A[:, :, j], A[:, :, k], dim=-1), dim=-1)
+                          for j, k in ((1, 2), (2, 0), (0, 1))], dim=1)
+    if bool((1.5 * widths <= max_threshold).any()):
+        raise InvalidInputError(f"cells thinner than {max_threshold / 1.5:.2f} Å cannot hold the distance "
+                                f"threshold {max_threshold:.2f} Å; raise a_min")
+    thin = (widths < 2 * max_threshold).any(dim=0).cpu().numpy()
+    ranges = [(0, -1, 1) if thin[i] else (0,) for i in range(3)]
+    offsets = torch.tensor(list(itertools.product(*ranges)), dtype=dtype, device=device)  # (O, 3), first = 0
+    n = R.shape[0]
+    return PlacementState(
+        A=A, A_inv=torch.linalg.inv(A), R=R, t=t, offsets_cart=torch.einsum("bij,oj->boi", A, offsets),
+        xyz=torch.zeros((B, n_slots, 3), dtype=dtype, device=device),
+        element=torch.zeros((B, n_slots), dtype=torch.long, device=device),
+        radius=torch.zeros((B, n_slots), dtype=dtype, device=device),
+        placed=torch.zeros((B, n_slots), dtype=torch.bool, device=device),
+        images=torch.zeros((B, n_slots * n, 3), dtype=dtype, device=device),
+    )
+
+
+def _to_cartesian(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """A·d for upper-triangular A (b, 3, 3) and fractional d (b, …, 3), elementwise (faster than bmm)."""
+    shape = (A.shape[0],) + (1,) * (d.dim() - 2)
+    a = lambda i, j: A[:, i, j].reshape(shape)
+    d0, d1, d2 = d.unbind(-1)
+    return torch.stack([a(0, 0) * d0 + a(0, 1) * d1 + a(0, 2) * d2, a(1, 1) * d1 + a(1, 2) * d2, a(2, 2) * d2], -1)
+
+
+def _sq_distances(state: PlacementState, rows, diff_frac: torch.Tensor) -> torch.Tensor:
+    """Squared distances (b, T, K, O) for fractional differences (b, T, K, 3) over the tested offsets."""
+    d = diff_frac - torch.round(diff_frac)
+    cart = _to_cartesian(state.A[rows], d)  # (b, T, K, 3)
+    off = state.offsets_cart[rows]  # (b, O, 3)
+    if off.shape[1] == 1:
+        return (cart * cart).sum(-1, keepdim=True)
+    c = cart[..., None, :] + off[:, None, None, :, :]
+    return (c * c).sum(-1)
+
+
+def pair_sq_distances(state: PlacementState, rows, cand: torch.Tensor, K: int) -> torch.Tensor:
+    """(b, T, K, O) squared distances from candidates (b, T, 3) to the first K images of `rows`."""
+    return _sq_distances(state, rows, cand[:, :, None, :] - state.images[rows, None, :K, :])
+
+
+def self_sq_distances(state: PlacementState, rows, cand: torch.Tensor) -> torch.Tensor:
+    """(b, T, n, O) squared distances from candidates to their own images under every operation.
+
+    Entries of (numerically) zero length are the candidate itself and are set to +inf.
+    """
+    imgs = torch.einsum("nij,btj->btni", state.R, cand) + state.t
+    sq = _sq_distances(state, rows, imgs - cand[:, :, None, :])
+    return torch.where(sq < 1e-8, torch.full_like(sq, float("inf")), sq)
+
+
+def first_true(ok: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(any, index of the first True) along the last axis."""
+    return ok.any(dim=-1), torch.argmax(ok.to(torch.uint8), dim=-1)
+
+
+def _rounds(total: int, per_round: int):
+    done = 0
+    while done < total:
+        k = min(per_round, total - done)
+        yield k
+        done += k
+
+
+def min_distance_ok(state, rows, cand, K, d_min) -> torch.Tensor:
+    """(b, T): every image of placed atoms and of the candidate itself at ≥ d_min."""
+    d2 = d_min * d_min
+    ok = (self_sq_distances(state, rows, cand) >= d2).flatten(2).all(-1)
+    if K > 0:
+        sq = pair_sq_distances(state, rows, cand, K)
+        valid = state.image_valid(rows, K)[:, None, :, None]
+        ok &= ((sq >= d2) | ~valid).flatten(2).all(-1)
+    return ok
+
+
+def place_uniform(state: PlacementState, slot: int, rows: torch.Tensor, d_min: float, tries: int,
+                  gen: torch.Generator, per_round: int = 3) -> torch.Tensor:
+    """Uniform random position with every distance ≥ d_min; returns the rows that got an atom."""
+    placed_rows = []
+    pending = rows
+    K = slot * state.n_ops
+    for T in _rounds(tries, per_round):
+        if pending.numel() == 0:
+            break
+        cand = torch.rand((pending.numel(), T, 3), generator=gen, device=state.xyz.device, dtype=state.xyz.dtype)
+        any_ok, idx = first_true(min_distance_ok(state, pending, cand, K, d_min))
+        good = pending[any_ok]
+        state.place(good, slot, cand[any_ok, idx[any_ok]])
+        placed_rows.append(good)
+        pending = pending[~any_ok]
+    return torch.cat(placed_rows) if placed_rows else rows[:0]
+
+
+def bond_rule_ok(sq, r_new, r_other, mol) -> torch.Tensor:
+    """sq (b, T, K, O), r_new (b,), r_other (b, K): bonded (|d − ΣR| ≤ w·ΣR) or ≥ the non-bonded minimum."""
+    rsum = (r_new[:, None] + r_other)[:, None, :, None]
+    lo, hi = ((1 - mol.bond_window) * rsum) ** 2, ((1 + mol.bond_window) * rsum) ** 2
+    nb = torch.clamp(mol.nonbonded_factor * rsum, min=mol.nonbonded_floor, max=mol.nonbonded_cap) ** 2
+    return ((sq >= lo) & (sq <= hi)) | (sq >= nb)
+
+
+def molecular_ok(state, rows, cand, K, r_new, mol) -> torch.Tensor:
+    """(b, T): the bonded-or-far rule against every placed image and the candidate's own images."""
+    ssq = self_sq_distances(state, rows, cand)
+    ok = bond_rule_ok(ssq, r_new, r_new[:, None].expand(-1, ssq.shape[2]), mol).flatten(2).all(-1)
+    if K > 0:
+        sq = pair_sq_distances(state, rows, cand, K)
+        rule = bond_rule_ok(sq, r_new, state.image_radius(rows, K), mol)
+        valid = state.image_valid(rows, K)[:, None, :, None]
+        ok &= (rule | ~valid).flatten(2).all(-1)
+    return ok
+
+
+def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, element: torch.Tensor,
+                    r_new: torch.Tensor, anchor_mask: torch.Tensor, mol, gen: torch.Generator,
+                    per_round: int = 5) -> torch.Tensor:
+    """Bond a new atom (element/radius per row) to a random placed anchor (anchor_mask (b, S)).
+
+    The candidate sits on a uniformly sampled sphere point (normalised Gaussian vector, Muller 1959)
+    at a bond length (R_A + R_i)(1 ± jitter); it is accepted when every other atom image is bonded
+    to it (within the window) or beyond the non-bonded minimum, its own images included. Rows
+    without any anchor get a random position under the same rule. Returns the rows that got an atom.
+
+    Only images within (longest bond + non-bonded cap) of the anchor can break the rule, so they are
+    gathered once per anchor and the tries are tested against that short list.
+    """
+    if rows.numel() == 0:
+        return rows
+    dev, dt = state.xyz.device, state.xyz.dtype
+    has_anchor = anchor_mask.any(dim=1)
+    out = []
+    free = rows[~has_anchor]
+    if free.numel():
+        out.append(_place_random_molecular(state, slot, free, element[~has_anchor], r_new[~has_anchor], mol, gen))
+    rows, element, r_new, anchor_mask = rows[has_anchor], element[has_anchor], r_new[has_anchor], anchor_mask[has_anchor]
+    if rows.numel() == 0:
+        return torch.cat(out)
+    anchor = torch.multinomial(anchor_mask.to(dt), 1, generator=gen).squeeze(1)
+    ax = state.xyz[rows, anchor]
+    A = state.A[rows]
+    ax_cart = torch.einsum("bij,bj->bi", A, ax)
+    ra = state.radius[rows, anchor]
+    K = slot * state.n_ops
+    # neighbour list of the anchor: anchor-relative Cartesian vectors of nearby images (b, M, 3)
+    d = state.images[rows, :K] - ax[:, None, :]
+    d = d - torch.round(d)
+    cart = _to_cartesian(A, d)  # (b, K, 3)
+    off = state.offsets_cart[rows]  # (b, O, 3)
+    O = off.shape[1]
+    sq = (cart * cart).sum(-1, keepdim=True) + 2 * torch.bmm(cart, off.transpose(1, 2)) + (off * off).sum(-1)[:, None, :]
+    sq = sq.reshape(len(rows), -1)  # (b, K·O), index = k·O + o
+    reach = (ra + r_new) * (1 + mol.bond_jitter) + mol.nonbonded_cap
+    near = state.image_valid(rows, K).repeat_interleave(O, dim=1) & (sq < (reach**2)[:, None])
+    M = max(int(near.sum(dim=1).max()), 1)
+    key = torch.where(near, sq, torch.full_like(sq, float("inf")))
+    sel_idx = torch.topk(key, M, dim=1, largest=False).indices
+    k_idx, o_idx = sel_idx // O, sel_idx % O
+    nb_v = torch.gather(cart, 1, k_idx[..., None].expand(-1, -1, 3)) + torch.gather(off, 1, o_idx[..., None].expand(-1, -1, 3))
+    nb_valid = torch.gather(near, 1, sel_idx)
+    nb_r = torch.gather(state.image_radius(rows, K), 1, k_idx)
+    pending = torch.arange(rows.numel(), device=dev)
+    for T in _rounds(mol.tries_per_anchor, per_round):
+        if pending.numel() == 0:
+            break
+        b = pending.numel()
+        bond = (ra[pending] + r_new[pending])[:, None] * (
+            1 + mol.bond_jitter * (2 * torch.rand((b, T), generator=gen, device=dev, dtype=dt) - 1))
+        u = torch.randn((b, T, 3), generator=gen, device=dev, dtype=dt)
+        rel = bond[..., None] * u / torch.linalg.norm(u, dim=-1, keepdim=True)  # (b, T, 3)
+        diff = rel[:, :, None, :] - nb_v[pending, None, :, :]
+        dsq = (diff * diff).sum(-1)[..., None]  # (b, T, M, 1)
+        rule = bond_rule_ok(dsq, r_new[pending], nb_r[pending], mol)
+        ok = (rule | ~nb_valid[pending, None, :, None]).flatten(2).all(-1)
+        cand = torch.einsum("bij,btj->bti", state.A_inv[rows[pending]], ax_cart[pending, None, :] + rel)
+        ssq = self_sq_distances(state, rows[pending], cand)
+        ok &= bond_rule_ok(ssq, r_new[pending], r_new[pending, None].expand(-1, ssq.shape[2]), mol).flatten(2).all(-1)
+        any_ok, idx = first_true(ok)
+        good = pending[any_ok]
+        state.element[rows[good], slot] = element[good]
+        state.radius[rows[good], slot] = r_new[good]
+        state.place(rows[good], slot, cand[any_ok, idx[any_ok]])
+        out.append(rows[good])
+        pending = pending[~any_ok]
+    return torch.cat(out) if out else rows[:0]
+
+
+def _place_random_molecular(state, slot, rows, element, r_new, mol, gen, per_round: int = 5):
+    """A first atom: random position under the bonded-or-far rule (special-position atoms may exist)."""
+    dev, dt = state.xyz.device, state.xyz.dtype
+    K = slot * state.n_ops
+    out = []
+    pending = torch.arange(rows.numel(), device=dev)
+    for T in _rounds(mol.tries_per_anchor, per_round):
+        if pending.numel() == 0:
+            break
+        cand = torch.rand((pending.numel(), T, 3), generator=gen, device=dev, dtype=dt)
+        any_ok, idx = first_true(molecular_ok(state, rows[pending], cand, K, r_new[pending], mol))
+        good = pending[any_ok]
+        state.element[rows[good], slot] = element[good]
+        state.radius[rows[good], slot] = r_new[good]
+        state.place(rows[good], slot, cand[any_ok, idx[any_ok]])
+        out.append(rows[good])
+        pending = pending[~any_ok]
+    return torch.cat(out) if out else rows[:0]
+
+
+def place_fixed(state: PlacementState, slot: int, rows: torch.Tensor, position, mode: str, d_min: float,
+                mol=None) -> torch.Tensor:
+    """Place atoms at a fixed fractional position (a special position) where the rules allow."""
+    if rows.numel() == 0:
+        return rows
+    cand = torch.as_tensor(position, dtype=state.xyz.dtype, device=state.xyz.device).expand(rows.numel(), 1, 3)
+    K = slot * state.n_ops
+    if mode == "uniform":
+        ok = min_distance_ok(state, rows, cand, K, d_min)[:, 0]
+    else:
+        ok = molecular_ok(state, rows, cand, K, state.radius[rows, slot], mol)[:, 0]
+    good = rows[ok]
+    state.place(good, slot, cand[ok, 0])
+    return good
