@@ -21,3 +21,36 @@ def screenshot_dir() -> Path:
     d = ROOT / "tests" / "screenshots"
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def pytest_configure(config):
+    import os
+
+    # GUI tests: a real X display (xvfb-run) gives OpenGL for the 3D views; without one, Qt runs offscreen
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """The main window with throw-away preferences; closed (tasks cancelled and joined) at the end."""
+    from PySide6 import QtCore
+
+    from crystalstudio.gui.app import make_application
+    from crystalstudio.gui.main_window import MainWindow
+
+    make_application()
+    settings = QtCore.QSettings(str(tmp_path / "prefs.ini"), QtCore.QSettings.IniFormat)
+    w = MainWindow(settings=settings)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitExposed(w)
+    yield w
+    w.close()
+    qtbot.waitUntil(lambda: not w.tasks._tasks, timeout=20000)  # every QThread finished and released
+
+
+def save_screenshot(widget, directory, name: str) -> str:
+    path = str(directory / f"{name}.png")
+    widget.grab().save(path)
+    return path

@@ -198,3 +198,28 @@ def plane_basis(cell: UnitCell, axis: int) -> np.ndarray:
     e1 = u / np.linalg.norm(u)
     e2 = np.cross(normal, e1)
     return np.array([[u @ e1, v @ e1], [u @ e2, v @ e2]])
+
+
+@dataclass
+class CalculatedData:
+    """A structure with its calculated reflections (unique set) and map."""
+
+    structure: "object"
+    hkl: np.ndarray
+    F: np.ndarray
+    dmap: DensityMap
+    d_min: float
+
+
+def calculated_data(structure, d_min: float = 0.8, sampling: float = 3.0, cancel=None) -> CalculatedData:
+    """Structure factors of a structure's unique reflections to d_min (Å) and the map from them."""
+    from ..jobs import check_cancel
+    from .reflections import unique_reflections
+    from .structure_factors import structure_factors
+
+    hkl = unique_reflections(structure.cell, structure.space_group, d_min)
+    check_cancel(cancel)
+    F = structure_factors(structure, hkl)
+    check_cancel(cancel)
+    dmap = density_map(structure.cell, structure.space_group, hkl, F, d_min=d_min, sampling=sampling)
+    return CalculatedData(structure, hkl, F, dmap, d_min)

@@ -312,3 +312,35 @@ def format_fcf(hkl, f_meas, f_sigma, F_calc, cell: UnitCell, space_group: SpaceG
 def write_fcf(path: PathLike, *args, **kw) -> None:
     with atomic_output(path) as f:
         f.write(format_fcf(*args, **kw))
+
+
+def format_cif_structure(structure: Structure, name: str = "crystalstudio") -> str:
+    """A small-molecule CIF (cell, symmetry operations, atom sites, anisotropic U where present)."""
+    block = re.sub(r"[^A-Za-z0-9_\-]", "_", name) or "crystalstudio"
+    sg = structure.space_group
+    lines = [f"data_{block}", "_audit_creation_method 'CrystalStudio'",
+             f"_space_group_name_H-M_alt '{sg.name}'", f"_space_group_name_Hall '{sg.hall}'",
+             f"_space_group_IT_number {sg.number}", f"_space_group_crystal_system {sg.crystal_system}"]
+    names = ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma")
+    lines += [f"_cell_{n} {v:.5f}" for n, v in zip(names, structure.cell.parameters)]
+    lines += [f"_cell_volume {structure.cell.volume:.3f}", "", "loop_", " _space_group_symop_operation_xyz"]
+    lines += [f" '{t}'" for t in sg.triplets()]
+    lines += ["", "loop_", " _atom_site_label", " _atom_site_type_symbol", " _atom_site_fract_x", " _atom_site_fract_y",
+              " _atom_site_fract_z", " _atom_site_U_iso_or_equiv", " _atom_site_adp_type", " _atom_site_occupancy"]
+    for s in structure.sites:
+        adp = "Uani" if s.u_aniso is not None else "Uiso"
+        lines.append(f" {s.label} {s.element} {s.xyz[0]:.6f} {s.xyz[1]:.6f} {s.xyz[2]:.6f} "
+                     f"{s.u_equivalent(structure.cell):.5f} {adp} {s.occupancy:.4f}")
+    aniso = [s for s in structure.sites if s.u_aniso is not None]
+    if aniso:
+        lines += ["", "loop_", " _atom_site_aniso_label"] + [f" _atom_site_aniso_U_{ij}" for ij in
+                                                            ("11", "22", "33", "12", "13", "23")]
+        for s in aniso:
+            lines.append(f" {s.label} " + " ".join(f"{u:.5f}" for u in s.u_aniso))
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_cif_structure(path: PathLike, structure: Structure, name: str = "crystalstudio") -> None:
+    with atomic_output(path) as f:
+        f.write(format_cif_structure(structure, name))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 from pathlib import Path
 from typing import Mapping, Optional
 
@@ -40,8 +41,8 @@ class ElementTable:
 
     @classmethod
     def default(cls, which: str) -> "ElementTable":
-        """'general' or 'special' from resources/elements."""
-        return cls.from_csv(resource_path("elements", f"{which}_positions.csv"))
+        """'general' or 'special' from resources/elements (read once per process)."""
+        return _default_table(which)
 
     @classmethod
     def resolve(cls, table: Optional[Mapping[str, float]], which: str) -> "ElementTable":
@@ -62,3 +63,8 @@ class ElementTable:
             f.write("symbol,weight\n")
             for s, p in zip(self.symbols, self.probabilities):
                 f.write(f"{s},{p:.6f}\n")
+
+
+@functools.lru_cache(maxsize=4)
+def _default_table(which: str) -> ElementTable:
+    return ElementTable.from_csv(resource_path("elements", f"{which}_positions.csv"))

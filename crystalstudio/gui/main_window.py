@@ -1,0 +1,333 @@
+"""The main window: one tab per panel, a shared log dock, a status bar with the running task's progress
+and cancel button, File menu (Open, recent files, export, preferences), drag and drop, About."""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Optional
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from .. import __version__
+from .workers import Task, TaskManager
+
+log = logging.getLogger("crystalstudio")
+
+FILE_FILTER = ("All supported (*.cif *.res *.ins *.hkl *.fcf *.mtz *.HKL *.ccp4 *.map *.mrc *.h5 *.hdf5 *.nxs "
+               "*.cbf *.edf *.tif *.tiff *.img *.mccd *.bz2 *.npy *.json *.jsonl);;All files (*)")
+MAX_RECENT = 10
+
+
+class _LogBridge(QtCore.QObject, logging.Handler):
+    """Forwards log records from any thread into the GUI thread's log view."""
+
+    record = QtCore.Signal(str, int)
+
+    def __init__(self):
+        QtCore.QObject.__init__(self)
+        logging.Handler.__init__(self)
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+
+    def emit(self, rec):  # logging.Handler API
+        try:
+            self.record.emit(self.format(rec), rec.levelno)
+        except RuntimeError:
+            pass
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    def __init__(self, fresh_preferences: bool = False, settings: Optional[QtCore.QSettings] = None,
+                 default_content: bool = True):
+        super().__init__()
+        self.setWindowTitle(f"CrystalStudio {__version__}")
+        self.setAcceptDrops(True)
+        self.settings = settings or QtCore.QSettings()
+        if fresh_preferences:
+            self.settings.clear()
+        self.tasks = TaskManager(self)
+        self.last_error: Optional[str] = None
+        self._dialogs: list[QtWidgets.QDialog] = []
+        self._tracked: Optional[Task] = None
+
+        self.tabs = QtWidgets.QTabWidget()
+        self.setCentralWidget(self.tabs)
+        self.panels = []
+        self._make_log_dock()
+        self._make_status_bar()
+        self._make_panels(default_content)
+        self._make_menus()
+        self.tabs.currentChanged.connect(self._rebuild_export_menu)
+        geo = self.settings.value("window/geometry")
+        if geo is not None and not fresh_preferences:
+            self.restoreGeometry(geo)
+        else:
+            self.resize(1500, 950)
+
+    # ------------------------------------------------------------------ construction
+    def _make_panels(self, default_content: bool) -> None:
+        from .panels import available_panels
+
+        for cls in available_panels():
+            panel = cls(self, default_content=default_content)
+            self.panels.append(panel)
+            self.tabs.addTab(panel, panel.title)
+
+    def _make_log_dock(self) -> None:
+        self.log_view = QtWidgets.QPlainTextEdit(readOnly=True)
+        self.log_view.setMaximumBlockCount(5000)
+        dock = QtWidgets.QDockWidget("Log", self)
+        dock.setObjectName("log_dock")
+        dock.setWidget(self.log_view)
+        self.addDockWidget(QtCore.Qt.BottomDockWidgetArea, dock)
+        self.resizeDocks([dock], [120], QtCore.Qt.Vertical)
+        self.log_dock = dock
+        self._bridge = _LogBridge()
+        self._bridge.record.connect(self._append_log)
+        log.addHandler(self._bridge)
+        log.setLevel(logging.INFO)
+
+    def _make_status_bar(self) -> None:
+        sb = self.statusBar()
+        self.progress = QtWidgets.QProgressBar(maximumWidth=260, maximum=1000)
+        self.progress.setVisible(False)
+        self.progress_label = QtWidgets.QLabel("")
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setVisible(False)
+        self.cancel_button.clicked.connect(self._cancel_tracked)
+        self.device_label = QtWidgets.QLabel(self.device_description())
+        sb.addPermanentWidget(self.progress_label)
+        sb.addPermanentWidget(self.progress)
+        sb.addPermanentWidget(self.cancel_button)
+        sb.addPermanentWidget(self.device_label)
+
+    def _make_menus(self) -> None:
+        mb = self.menuBar()
+        fm = mb.addMenu("&File")
+        act = fm.addAction("&Open…", self.open_dialog)
+        act.setShortcut(QtGui.QKeySequence.Open)
+        self.recent_menu = fm.addMenu("Open &recent")
+        self.export_menu = fm.addMenu("&Export")
+        fm.addSeparator()
+        fm.addAction("&Preferences…", self.preferences_dialog)
+        fm.addSeparator()
+        q = fm.addAction("&Quit", self.close)
+        q.setShortcut(QtGui.QKeySequence.Quit)
+        vm = mb.addMenu("&View")
+        vm.addAction(self.log_dock.toggleViewAction())
+        hm = mb.addMenu("&Help")
+        hm.addAction("&About CrystalStudio", self.about_dialog)
+        self._rebuild_recent_menu()
+        self._rebuild_export_menu()
+
+    # ------------------------------------------------------------------ logging and errors
+    @QtCore.Slot(str, int)
+    def _append_log(self, text: str, level: int) -> None:
+        self.log_view.appendPlainText(text)
+        if level >= logging.WARNING:
+            self.statusBar().showMessage(text.split(" ", 2)[-1], 8000)
+
+    def show_error(self, title: str, message: str, details: str = "") -> None:
+        """A readable, non-blocking error dialog (and a log line); never a traceback in the face."""
+        self.last_error = message
+        log.error("%s: %s", title, message)
+        if details:
+            log.debug(details)
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Warning, title, message, QtWidgets.QMessageBox.Ok, self)
+        if details:
+            box.setDetailedText(details)
+        box.setWindowModality(QtCore.Qt.NonModal)
+        box.finished.connect(lambda *_: self._dialogs.remove(box) if box in self._dialogs else None)
+        self._dialogs.append(box)
+        box.show()
+
+    def excepthook(self, etype, value, tb) -> None:
+        import traceback
+
+        self.show_error("Unexpected error", f"{etype.__name__}: {value}", "".join(traceback.format_exception(etype, value, tb)))
+
+    # ------------------------------------------------------------------ tasks in the status bar
+    def run_task(self, name: str, fn, *args, label: Optional[str] = None, track: bool = True, on_error=None,
+                 **kwargs) -> Task:
+        """Start a task; errors go to an error dialog unless `on_error` is given; progress shows in the
+        status bar when `track`."""
+        def default_error(msg, tb, name=name):
+            self.show_error(f"{label or name} failed", msg, tb)
+
+        task = self.tasks.start(name, fn, *args, on_error=on_error or default_error, **kwargs)
+        if track:
+            self.track(task, label or name)
+        return task
+
+    def track(self, task: Task, label: str) -> None:
+        self._tracked = task
+        self.progress.setVisible(True)
+        self.progress.setValue(0)
+        self.cancel_button.setVisible(True)
+        self.progress_label.setText(label)
+        task.progress.connect(self._tracked_progress)
+        task.done.connect(lambda t=task: self._untrack(t))
+
+    @QtCore.Slot(float, str)
+    def _tracked_progress(self, f: float, msg: str) -> None:
+        self.progress.setValue(int(1000 * f))
+        if msg:
+            self.progress_label.setText(msg)
+
+    def _untrack(self, task: Task) -> None:
+        if self._tracked is task:
+            self._tracked = None
+            self.progress.setVisible(False)
+            self.cancel_button.setVisible(False)
+            self.progress_label.setText("")
+
+    def _cancel_tracked(self) -> None:
+        if self._tracked is not None:
+            self._tracked.cancel()
+            log.info("cancelling %s", self._tracked.name)
+
+    # ------------------------------------------------------------------ files
+    def panel_for(self, path: str):
+        p = Path(path)
+        name = p.name.lower()
+        for panel in self.panels:
+            if panel.accepts(p):
+                return panel
+        return None
+
+    def open_path(self, path: str) -> bool:
+        path = str(path)
+        if not os.path.exists(path):
+            self.show_error("Cannot open file", f"{path}: file does not exist")
+            return False
+        panel = self.panel_for(path)
+        if panel is None:
+            self.show_error("Cannot open file", f"{path}: no panel reads files of this type "
+                                                "(.cif .res .ins .hkl .fcf .mtz .ccp4 .h5 .cbf .edf …)")
+            return False
+        self.tabs.setCurrentWidget(panel)
+        self.add_recent(path)
+        self.settings.setValue(f"dirs/{Path(path).suffix.lower()}", str(Path(path).parent))
+        log.info("opening %s in %s", path, panel.title)
+        panel.open_file(path)
+        return True
+
+    def open_dialog(self) -> None:
+        start = self.settings.value("dirs/last", str(Path.home()))
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Open", start, FILE_FILTER)
+        if path:
+            self.settings.setValue("dirs/last", str(Path(path).parent))
+            self.open_path(path)
+
+    def last_dir(self, suffix: str) -> str:
+        return str(self.settings.value(f"dirs/{suffix}", self.settings.value("dirs/last", str(Path.home()))))
+
+    def recent_files(self) -> list[str]:
+        v = self.settings.value("recent", [])
+        return [v] if isinstance(v, str) else list(v or [])
+
+    def add_recent(self, path: str) -> None:
+        rec = [p for p in self.recent_files() if p != path]
+        rec.insert(0, path)
+        self.settings.setValue("recent", rec[:MAX_RECENT])
+        self._rebuild_recent_menu()
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for p in self.recent_files():
+            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
+        self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    def _rebuild_export_menu(self, *_) -> None:
+        self.export_menu.clear()
+        panel = self.tabs.currentWidget()
+        for label, cb in (panel.export_actions() if panel is not None else []):
+            self.export_menu.addAction(label, cb)
+        self.export_menu.setEnabled(not self.export_menu.isEmpty())
+
+    def dragEnterEvent(self, e: QtGui.QDragEnterEvent) -> None:
+        if e.mimeData().hasUrls():
+            e.acceptProposedAction()
+
+    def dropEvent(self, e: QtGui.QDropEvent) -> None:
+        for url in e.mimeData().urls():
+            if url.isLocalFile():
+                self.open_path(url.toLocalFile())
+        e.acceptProposedAction()
+
+    # ------------------------------------------------------------------ dialogs
+    def device(self) -> str:
+        import torch
+
+        want = str(self.settings.value("compute/device", "auto"))
+        if want == "cpu" or not torch.cuda.is_available():
+            return "cpu"
+        return "cuda"
+
+    def device_description(self) -> str:
+        import torch
+
+        if self.device() == "cuda":
+            return f"GPU: {torch.cuda.get_device_name(0)}"
+        return f"CPU ({torch.get_num_threads()} threads)"
+
+    def preferences_dialog(self) -> None:
+        import torch
+
+        dlg = QtWidgets.QDialog(self)
+        dlg.setWindowTitle("Preferences")
+        form = QtWidgets.QFormLayout(dlg)
+        dev = QtWidgets.QComboBox()
+        dev.addItems(["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+        dev.setCurrentText(str(self.settings.value("compute/device", "auto")))
+        dev.setToolTip("Where training and batched calculations run; 'auto' uses a GPU when there is one")
+        threads = QtWidgets.QSpinBox(minimum=1, maximum=max(1, os.cpu_count() or 1))
+        threads.setValue(int(self.settings.value("compute/threads", torch.get_num_threads())))
+        dmin = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.4, maximum=3.0, singleStep=0.1)
+        dmin.setValue(float(self.settings.value("views/d_min", 0.8)))
+        dmin.setToolTip("Resolution (Å) of maps calculated from models")
+        form.addRow("Compute device", dev)
+        form.addRow("CPU threads", threads)
+        form.addRow("Map resolution from models (Å)", dmin)
+        bb = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.Ok | QtWidgets.QDialogButtonBox.Cancel)
+        form.addRow(bb)
+        bb.accepted.connect(dlg.accept)
+        bb.rejected.connect(dlg.reject)
+
+        def save():
+            self.settings.setValue("compute/device", dev.currentText())
+            self.settings.setValue("compute/threads", threads.value())
+            self.settings.setValue("views/d_min", dmin.value())
+            torch.set_num_threads(threads.value())
+            self.device_label.setText(self.device_description())
+
+        dlg.accepted.connect(save)
+        self._dialogs.append(dlg)
+        dlg.open()
+
+    def about_text(self) -> str:
+        import gemmi
+        import torch
+        from PySide6 import __version__ as pyside_version
+
+        return (f"<b>CrystalStudio {__version__}</b><br>Deep-learning crystallography from the desktop.<br><br>"
+                f"Python {platform.python_version()}, Qt {QtCore.qVersion()} (PySide6 {pyside_version})<br>"
+                f"torch {torch.__version__}, gemmi {gemmi.__version__}<br>Compute device: {self.device_description()}")
+
+    def about_dialog(self) -> None:
+        box = QtWidgets.QMessageBox(QtWidgets.QMessageBox.Information, "About CrystalStudio", self.about_text(),
+                                    QtWidgets.QMessageBox.Ok, self)
+        self._dialogs.append(box)
+        box.open()
+
+    # ------------------------------------------------------------------ closing
+    def closeEvent(self, e: QtGui.QCloseEvent) -> None:
+        for panel in self.panels:
+            panel.shutdown()
+        if not self.tasks.shutdown(15000):
+            log.warning("some tasks did not stop within 15 s")
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        log.removeHandler(self._bridge)
+        e.accept()

@@ -1,0 +1,472 @@
+"""Generator panel: every generator parameter, live density slab / reciprocal plane / 3D views of one
+generated (or opened) structure, batch export to shards, and statistics against a folder of CIFs."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from ...crystal.generator import GeneratorSettings
+from ...crystal.generator.preview import preview_structure
+from ...crystal.maps import CalculatedData, calculated_data
+from ..views.density_view import DensitySlabView
+from ..views.forms import DataclassForm, FieldSpec
+from ..views.plots import HistogramPlot
+from ..views.reciprocal_view import ReciprocalPlaneView
+from ..views.structure_view import Structure3DView
+from .base import Panel
+
+log = logging.getLogger("crystalstudio")
+
+CELL_SPECS = {
+    "sampling": FieldSpec("Cell sampling", "volume: draw V first, then lengths (paper); naive: lengths uniform in "
+                          "[a_min, a_max] (skews V)", choices=["volume", "naive"]),
+    "volume_distribution": FieldSpec("Volume distribution", "uniform in [V_min, V_max] or log-normal (fit it from real "
+                                     "CIFs in the Statistics tab)", choices=["uniform", "lognormal"]),
+    "volume_min": FieldSpec("V min (Å³)", "lower volume bound; auto = a_min³", 0, 1e5, 10, 1),
+    "volume_max": FieldSpec("V max (Å³)", "upper volume bound; auto = a_max³", 0, 1e5, 10, 1),
+    "lognormal_mu": FieldSpec("log-normal μ", "mean of ln V (ln Å³)", 0, 12, 0.05, 3),
+    "lognormal_sigma": FieldSpec("log-normal σ", "standard deviation of ln V", 0.01, 3, 0.05, 3),
+    "a_min": FieldSpec("a min (Å)", "shortest allowed cell length", 2, 50, 0.5, 2),
+    "a_max": FieldSpec("a max (Å)", "longest allowed cell length", 2, 100, 0.5, 2),
+    "ratio_max": FieldSpec("max ratio r", "upper bound of a2/a1 and a3/a2 for sorted lengths", 1, 10, 0.1, 2),
+    "shear": FieldSpec("β sampling", "none; uniform shear (over-weights large β); lower_bound (β ≥ bound); "
+                       "exponential (β − 90° ~ Exp, matches databases); uniform_beta",
+                       choices=["exponential", "lower_bound", "uniform", "uniform_beta", "none"]),
+    "shear_variant": FieldSpec("Shear keeps", "keep_volume: unit-determinant shear; keep_lengths: V changes",
+                               choices=["keep_volume", "keep_lengths"]),
+    "beta_max": FieldSpec("β max (°)", "largest monoclinic angle", 90, 150, 1, 1),
+    "beta_lower": FieldSpec("β lower bound (°)", "for the lower_bound mode", 90, 150, 1, 1),
+    "beta_scale": FieldSpec("β scale (°)", "mean of β − 90° for the exponential mode", 0.5, 60, 1, 1),
+    "lengths_within_bounds": FieldSpec("sheared lengths ≤ a max", "limit the shear so that |c'| ≤ a_max"),
+    "angle_min": FieldSpec("triclinic angle min (°)", "smallest triclinic angle", 30, 90, 1, 1),
+    "angle_max": FieldSpec("triclinic angle max (°)", "largest triclinic angle", 90, 150, 1, 1),
+}
+CONTENT_SPECS = {
+    "volume_per_atom": FieldSpec("V per non-H atom (Å³)", "uniform range of cell volume per non-H atom", 2, 100, 0.5, 1),
+    "hydrogen_fraction": FieldSpec("H mole fraction", "uniform range of x_H", 0, 0.95, 0.05, 2),
+    "include_hydrogen": FieldSpec("include hydrogen", "add H atoms (non-H skeleton first)"),
+    "u_iso": FieldSpec("Uiso range (Å²)", "per-structure isotropic displacement", 0, 1, 0.005, 3),
+    "u_iso_deviation": FieldSpec("Uiso ± per atom (Å²)", "uniform per-atom deviation", 0, 0.1, 0.001, 4),
+    "d_min": FieldSpec("d min (Å)", "uniform mode: no two atoms (all images) closer than this", 0.5, 5, 0.05, 2),
+    "tries": FieldSpec("tries per atom", "uniform mode: random positions tried before the atom is dropped", 1, 1000, 1),
+    "special_probability": FieldSpec("special-position p", "each point special position (inversion centres in "
+                                     "P2₁/c) occupied with this probability", 0, 1, 0.01, 3),
+    "max_atoms_asu": FieldSpec("max non-H atoms / ASU", "cap on the asymmetric-unit count", 1, 1000, 1),
+}
+MOLECULE_SPECS = {
+    "bond_window": FieldSpec("bond window ±", "accepted bond length (R_A + R_B)(1 ± w), Cordero radii", 0.01, 0.5, 0.01, 3),
+    "bond_jitter": FieldSpec("bond jitter ±", "sampled bond length (R_A + R_B)(1 ± j)", 0, 0.5, 0.01, 3),
+    "nonbonded_factor": FieldSpec("non-bonded factor", "non-bonded minimum = factor·(R_A + R_B), floored, capped", 1, 3, 0.05, 2),
+    "nonbonded_floor": FieldSpec("non-bonded floor (Å)", "smallest non-bonded distance", 0.5, 4, 0.05, 2),
+    "nonbonded_cap": FieldSpec("non-bonded cap (Å)", "largest non-bonded minimum", 1, 5, 0.05, 2),
+    "tries_per_anchor": FieldSpec("tries per anchor", "sphere points tried around the chosen bonded atom", 1, 1000, 1),
+    "elements_per_atom": FieldSpec("elements per atom", "element choices before the atom is dropped", 1, 10, 1),
+}
+
+
+class GeneratorPanel(Panel):
+    title = "Generator"
+    suffixes = (".cif", ".res", ".ins")
+
+    def __init__(self, window, default_content: bool = True):
+        super().__init__(window, default_content)
+        self.settings = GeneratorSettings()
+        self.seed = 1
+        self.current: Optional[CalculatedData] = None
+        self.current_title = ""
+        self._click_time: Optional[float] = None
+        self.last_redraw_ms: Optional[float] = None
+
+        # ---- parameters
+        top = QtWidgets.QGroupBox("Structure")
+        tf = QtWidgets.QFormLayout(top)
+        self.space_group = QtWidgets.QComboBox(editable=True)
+        self.space_group.addItems(["P 1 21/c 1", "P 1 21/n 1", "P -1", "P 1", "P 1 21 1", "P 21 21 21", "C 1 2/c 1",
+                                   "P b c a", "P n a 21", "P 4/n m m:2", "R -3 c:H"])
+        self.space_group.setToolTip("Any space-group name gemmi knows (Hermann–Mauguin, Hall or number)")
+        self.mode = QtWidgets.QComboBox()
+        self.mode.addItems(["uniform", "molecules"])
+        self.mode.setToolTip("uniform: random atoms with a minimum distance; molecules: bonded artificial molecules")
+        self.seed_box = QtWidgets.QSpinBox(minimum=0, maximum=2**31 - 1, value=self.seed)
+        self.seed_box.setToolTip("Random seed: a structure is reproducible from (parameters, seed)")
+        tf.addRow("Space group", self.space_group)
+        tf.addRow("Mode", self.mode)
+        tf.addRow("Seed", self.seed_box)
+        self.cell_form = DataclassForm("Unit cell", self.settings.cell, CELL_SPECS)
+        self.content_form = DataclassForm("Contents", self.settings.content, CONTENT_SPECS)
+        self.molecule_form = DataclassForm("Artificial molecules", self.settings.molecule, MOLECULE_SPECS)
+        self.generate_button = QtWidgets.QPushButton("Generate new structure")
+        self.generate_button.setToolTip("Next seed; all views update")
+        self.same_button = QtWidgets.QPushButton("Same seed")
+        self.same_button.setToolTip("Regenerate with the current seed (after changing parameters)")
+        self.defaults_button = QtWidgets.QPushButton("Defaults")
+        btns = QtWidgets.QHBoxLayout()
+        for b in (self.generate_button, self.same_button, self.defaults_button):
+            btns.addWidget(b)
+        pbox = QtWidgets.QWidget()
+        pl = QtWidgets.QVBoxLayout(pbox)
+        for w in (top, self.cell_form, self.content_form, self.molecule_form):
+            pl.addWidget(w)
+        pl.addStretch(1)
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidget(pbox)
+        scroll.setWidgetResizable(True)
+        scroll.setMinimumWidth(330)
+        left = QtWidgets.QWidget()
+        ll = QtWidgets.QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(scroll, 1)
+        ll.addLayout(btns)
+
+        # ---- views
+        self.slab = DensitySlabView(title="ρ slab")
+        self.recip = ReciprocalPlaneView(title="reciprocal plane")
+        self.view3d = Structure3DView()
+        self.info = QtWidgets.QLabel("")
+        self.info.setWordWrap(True)
+        self.info.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        views = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        views.addWidget(self.slab)
+        views.addWidget(self.recip)
+        views.addWidget(self.view3d)
+        vtab = QtWidgets.QWidget()
+        vl = QtWidgets.QVBoxLayout(vtab)
+        vl.addWidget(views, 1)
+        vl.addWidget(self.info)
+
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.addTab(vtab, "Structure")
+        self.tabs.addTab(self._make_export_tab(), "Batch export")
+        self.tabs.addTab(self._make_stats_tab(), "Statistics")
+        split = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        split.addWidget(left)
+        split.addWidget(self.tabs)
+        split.setStretchFactor(1, 1)
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(split)
+
+        self.generate_button.clicked.connect(self.generate_next)
+        self.same_button.clicked.connect(self.generate)
+        self.defaults_button.clicked.connect(self.reset_defaults)
+        if default_content:
+            QtCore.QTimer.singleShot(0, self.generate)
+
+    # ------------------------------------------------------------------ generation
+    def _collect(self) -> GeneratorSettings:
+        for f in (self.cell_form, self.content_form, self.molecule_form):
+            f.apply()
+        self.settings.space_group = self.space_group.currentText().strip()
+        self.settings.content.mode = self.mode.currentText()
+        self.seed = self.seed_box.value()
+        return self.settings
+
+    def generate_next(self) -> None:
+        self.seed_box.setValue(self.seed_box.value() + 1)
+        self.generate()
+
+    def generate(self) -> None:
+        s = dataclasses.replace(self._collect())
+        s = GeneratorSettings.from_dict(s.to_dict())
+        self._click_time = time.perf_counter()
+        d_min = float(self.window_.settings.value("views/d_min", 0.8))
+        self.run("preview", preview_structure, s, self.seed, d_min, key="generator-preview", track=False,
+                 label="Generate structure", on_result=self._show_preview)
+
+    def _show_preview(self, result) -> None:
+        data, seconds = result
+        st = data.structure
+        self.show_data(data, f"generated: {st.space_group.short_name}, seed {self.seed}, {st.n_sites} atoms in the "
+                             f"ASU, generated and calculated in {1e3 * seconds:.0f} ms")
+
+    def show_data(self, data: CalculatedData, title: str) -> None:
+        t0 = time.perf_counter()
+        self.current, self.current_title = data, title
+        st = data.structure
+        self.slab.set_map(data.dmap, st)
+        self.recip.set_reflections(st.cell, st.space_group, data.hkl, np.abs(data.F))
+        self.view3d.set_structure(st, data.dmap)
+        comp = st.composition()
+        formula = " ".join(f"{k}{v:g}" for k, v in sorted(comp.items(), key=lambda kv: (kv[0] != "C", kv[0] != "H", kv[0])))
+        now = time.perf_counter()
+        self.last_redraw_ms = 1e3 * (now - t0)
+        total = f"; click to redraw {1e3 * (now - self._click_time):.0f} ms" if self._click_time else ""
+        self._click_time = None
+        self.info.setText(f"{title}. Cell {st.cell}, V = {st.cell.volume:.1f} Å³. Cell content {formula}. "
+                          f"{len(data.hkl)} unique reflections to {data.d_min} Å{total}.")
+        log.info("%s%s", title, total)
+
+    def reset_defaults(self) -> None:
+        d = GeneratorSettings()
+        for form, obj in ((self.cell_form, d.cell), (self.content_form, d.content), (self.molecule_form, d.molecule)):
+            for f in dataclasses.fields(obj):
+                if f.name in form.editors:
+                    form.set_value(f.name, getattr(obj, f.name))
+        self.space_group.setCurrentText(d.space_group)
+        self.mode.setCurrentText(d.content.mode)
+
+    # ------------------------------------------------------------------ files
+    def open_file(self, path: str) -> None:
+        from ...io.structures import read_structure
+
+        d_min = float(self.window_.settings.value("views/d_min", 0.8))
+
+        def load(path=path, cancel=None):
+            return calculated_data(read_structure(path), d_min=d_min, cancel=cancel)
+
+        self.run(f"open {Path(path).name}", load, label=f"Reading {Path(path).name}",
+                 on_result=lambda data, p=path: self.show_data(data, f"{Path(p).name}: {data.structure.space_group.short_name}, "
+                                                                     f"{data.structure.n_sites} atoms in the ASU"))
+        self.tabs.setCurrentIndex(0)
+
+    def export_actions(self) -> list:
+        return [("Structure as CIF…", self.export_cif), ("Structure as SHELX .res…", self.export_res),
+                ("Calculated reflections as HKLF 4 .hkl…", self.export_hkl), ("Map as CCP4…", self.export_map)]
+
+    def _need_structure(self) -> bool:
+        if self.current is None:
+            self.error("Nothing to export", "generate or open a structure first")
+            return False
+        return True
+
+    def export_cif(self, path: Optional[str] = None) -> None:
+        from ...io.cif import write_cif_structure
+
+        if self._need_structure() and (path := path or self.save_path("Export structure", "structure.cif", "CIF (*.cif)")):
+            write_cif_structure(path, self.current.structure, Path(path).stem)
+            log.info("structure written to %s", path)
+
+    def export_res(self, path: Optional[str] = None) -> None:
+        from ...io.shelx import write_res
+
+        if self._need_structure() and (path := path or self.save_path("Export structure", "structure.res", "SHELX (*.res *.ins)")):
+            write_res(path, self.current.structure, title=self.current_title[:70])
+            log.info("structure written to %s", path)
+
+    def export_hkl(self, path: Optional[str] = None) -> None:
+        """Calculated intensities I = |F|² of the unique reflections with σ(I) = 0.02 I + 0.001 max(I)."""
+        from ...io.common import write_text_atomic
+        from ...io.hkl import format_hklf4
+
+        if self._need_structure() and (path := path or self.save_path("Export reflections", "structure.hkl", "HKLF 4 (*.hkl)")):
+            I = np.abs(self.current.F) ** 2
+            scale = 99999.0 / max(I.max(), 1e-12) if I.max() > 99999 else 1.0
+            I = I * scale
+            write_text_atomic(path, format_hklf4(self.current.hkl, I, 0.02 * I + 1e-3 * I.max()))
+            log.info("reflections written to %s", path)
+
+    def export_map(self, path: Optional[str] = None) -> None:
+        from ...io.ccp4 import write_ccp4_map
+
+        if self._need_structure() and (path := path or self.save_path("Export map", "structure.ccp4", "CCP4 (*.ccp4 *.map)")):
+            write_ccp4_map(path, self.current.dmap)
+            log.info("map written to %s", path)
+
+    # ------------------------------------------------------------------ batch export
+    def _make_export_tab(self) -> QtWidgets.QWidget:
+        w = QtWidgets.QWidget()
+        form = QtWidgets.QFormLayout(w)
+        self.export_n = QtWidgets.QSpinBox(minimum=1, maximum=10**9, value=10000)
+        self.export_n.setToolTip("Number of structures")
+        self.export_shard = QtWidgets.QSpinBox(minimum=1, maximum=10**7, value=2000)
+        self.export_shard.setToolTip("Structures per HDF5 shard (an interrupted run keeps complete shards)")
+        self.export_maxidx = QtWidgets.QSpinBox(minimum=1, maximum=30, value=10)
+        self.export_maxidx.setToolTip("Reflections with h²+k²+l² ≤ m² (the PhAI grid for m = 10)")
+        self.export_dmin = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=5.0, value=1.0, singleStep=0.1)
+        self.export_dmin.setToolTip("Resolution limit in Å (0: none); F is 0 beyond it")
+        self.export_dir = QtWidgets.QLineEdit(str(Path.home() / "crystalstudio_shards"))
+        browse = QtWidgets.QPushButton("…")
+        browse.clicked.connect(self._browse_export_dir)
+        drow = QtWidgets.QHBoxLayout()
+        drow.addWidget(self.export_dir, 1)
+        drow.addWidget(browse)
+        self.export_start = QtWidgets.QPushButton("Start export")
+        self.export_cancel = QtWidgets.QPushButton("Cancel")
+        self.export_cancel.setEnabled(False)
+        self.export_progress = QtWidgets.QProgressBar(maximum=1000)
+        self.export_eta = QtWidgets.QLabel("")
+        b = QtWidgets.QHBoxLayout()
+        b.addWidget(self.export_start)
+        b.addWidget(self.export_cancel)
+        form.addRow("Structures", self.export_n)
+        form.addRow("Shard size", self.export_shard)
+        form.addRow("Max index m", self.export_maxidx)
+        form.addRow("d min (Å)", self.export_dmin)
+        form.addRow("Output folder", drow)
+        form.addRow(b)
+        form.addRow(self.export_progress)
+        form.addRow(self.export_eta)
+        self.export_start.clicked.connect(self.start_export)
+        self.export_cancel.clicked.connect(self.cancel_export)
+        self.export_task = None
+        return w
+
+    def _browse_export_dir(self) -> None:
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Output folder", self.export_dir.text())
+        if d:
+            self.export_dir.setText(d)
+
+    def start_export(self) -> None:
+        from ...crystal.generator.export import export_shards
+
+        s = GeneratorSettings.from_dict(self._collect().to_dict())
+        self.export_t0 = time.perf_counter()
+        self.export_start.setEnabled(False)
+        self.export_cancel.setEnabled(True)
+        self.export_progress.setValue(0)
+        self.export_eta.setText("starting…")
+        device = self.window_.device()
+        self.export_task = self.run(
+            "export", export_shards, self.export_dir.text(), self.export_n.value(), s, self.seed_box.value(),
+            shard_size=self.export_shard.value(), max_index=self.export_maxidx.value(),
+            d_min=self.export_dmin.value() or None, device=device, label="Batch export",
+            on_progress=self._export_progress, on_result=self._export_done, on_cancelled=self._export_cancelled,
+            on_done=self._export_ended)
+
+    def _export_progress(self, f: float, msg: str) -> None:
+        self.export_progress.setValue(int(1000 * f))
+        el = time.perf_counter() - self.export_t0
+        eta = f" — {el / f * (1 - f):.0f} s left" if f > 0.01 else ""
+        self.export_eta.setText(f"{msg}{eta}")
+
+    def _export_done(self, res) -> None:
+        self.export_eta.setText(f"{res.n_structures} structures ({res.n_written} generated, {res.n_resumed} resumed) "
+                                f"in {res.seconds:.1f} s → {self.export_dir.text()}")
+        log.info("export: %s", self.export_eta.text())
+
+    def _export_cancelled(self) -> None:
+        self.export_eta.setText("cancelled — complete shards are kept; Start again resumes")
+        log.info("export cancelled")
+
+    def _export_ended(self) -> None:
+        self.export_start.setEnabled(True)
+        self.export_cancel.setEnabled(False)
+
+    def cancel_export(self) -> None:
+        if self.export_task is not None:
+            self.export_task.cancel()
+
+    # ------------------------------------------------------------------ statistics
+    def _make_stats_tab(self) -> QtWidgets.QWidget:
+        w = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(w)
+        row = QtWidgets.QHBoxLayout()
+        self.stats_dir = QtWidgets.QLineEdit()
+        self.stats_dir.setPlaceholderText("folder of real CIFs")
+        browse = QtWidgets.QPushButton("…")
+        browse.clicked.connect(self._browse_stats_dir)
+        self.stats_n = QtWidgets.QSpinBox(minimum=0, maximum=100000, value=1000)
+        self.stats_n.setToolTip("Generated structures to compare (current parameters)")
+        self.stats_run = QtWidgets.QPushButton("Compute")
+        for x in (QtWidgets.QLabel("CIF folder"), self.stats_dir, browse, QtWidgets.QLabel("generated"), self.stats_n,
+                  self.stats_run):
+            row.addWidget(x)
+        lay.addLayout(row)
+        row2 = QtWidgets.QHBoxLayout()
+        self.stats_quantity = QtWidgets.QComboBox()
+        from ...crystal.statistics import QUANTITIES
+
+        for k, v in QUANTITIES.items():
+            self.stats_quantity.addItem(v, k)
+        self.stats_fit = QtWidgets.QLabel("")
+        self.apply_fit = QtWidgets.QPushButton("Use log-normal V fit")
+        self.apply_fit.setToolTip("Set the cell volume distribution to the log-normal fitted to the real CIFs")
+        self.apply_tables = QtWidgets.QPushButton("Use element tables from CIFs")
+        self.apply_fit.setEnabled(False)
+        self.apply_tables.setEnabled(False)
+        for x in (QtWidgets.QLabel("show"), self.stats_quantity, self.apply_fit, self.apply_tables):
+            row2.addWidget(x)
+        row2.addStretch(1)
+        lay.addLayout(row2)
+        lay.addWidget(self.stats_fit)
+        self.stats_plot = HistogramPlot(title="real vs generated")
+        self.stats_table = QtWidgets.QTableWidget(0, 3)
+        self.stats_table.setHorizontalHeaderLabels(["quantity", "KS statistic", "Wasserstein-1"])
+        self.stats_table.horizontalHeader().setStretchLastSection(True)
+        self.stats_table.setMaximumHeight(230)
+        lay.addWidget(self.stats_plot, 1)
+        lay.addWidget(self.stats_table)
+        self.stats_real = self.stats_gen = None
+        self.stats_run.clicked.connect(self.compute_statistics)
+        self.stats_quantity.currentIndexChanged.connect(self._show_stats)
+        self.apply_fit.clicked.connect(self.apply_lognormal_fit)
+        self.apply_tables.clicked.connect(self.apply_element_tables)
+        return w
+
+    def _browse_stats_dir(self) -> None:
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder of CIFs", self.stats_dir.text())
+        if d:
+            self.stats_dir.setText(d)
+
+    def compute_statistics(self) -> None:
+        from ...crystal.generator import generate_batch
+        from ...crystal.statistics import statistics_from_cif_folder, statistics_of_batch
+
+        folder = self.stats_dir.text().strip()
+        s = GeneratorSettings.from_dict(self._collect().to_dict())
+        n, seed = self.stats_n.value(), self.seed_box.value()
+
+        def job(progress=None, cancel=None):
+            real = statistics_from_cif_folder(folder, progress=lambda f, m: progress(0.7 * f, m), cancel=cancel) \
+                if folder else None
+            gen = None
+            if n:
+                progress(0.75, f"generating {n} structures")
+                gen = statistics_of_batch(generate_batch(n, s, seed, cancel=cancel))
+            progress(1.0, "done")
+            return real, gen
+
+        self.run("statistics", job, label="Statistics", on_result=self._stats_done)
+
+    def _stats_done(self, result) -> None:
+        from ...crystal.statistics import compare_statistics
+
+        self.stats_real, self.stats_gen = result
+        if self.stats_real is not None:
+            mu, sigma = self.stats_real.lognormal_volume_fit()
+            self.stats_fit.setText(f"{self.stats_real.n_structures} real structures; ln V ~ N({mu:.3f}, {sigma:.3f}²)")
+            self.apply_fit.setEnabled(True)
+            self.apply_tables.setEnabled(True)
+            for line in self.stats_real.skipped:
+                log.warning("statistics: skipped %s", line)
+        if self.stats_real is not None and self.stats_gen is not None:
+            cmp = compare_statistics(self.stats_real, self.stats_gen)
+            self.stats_table.setRowCount(len(cmp))
+            for r, (q, d) in enumerate(cmp.items()):
+                for c, v in enumerate((q, f"{d['ks']:.3f}", f"{d['wasserstein']:.4g}")):
+                    self.stats_table.setItem(r, c, QtWidgets.QTableWidgetItem(v))
+        self._show_stats()
+
+    def _show_stats(self, *_) -> None:
+        q = self.stats_quantity.currentData()
+        series = [(name, s.samples[q]) for name, s in (("real", self.stats_real), ("generated", self.stats_gen))
+                  if s is not None]
+        self.stats_plot.set_histograms(series)
+        self.stats_plot.plot.setTitle(self.stats_quantity.currentText())
+
+    def apply_lognormal_fit(self) -> None:
+        if self.stats_real is None:
+            return
+        mu, sigma = self.stats_real.lognormal_volume_fit()
+        self.cell_form.set_value("volume_distribution", "lognormal")
+        self.cell_form.set_value("lognormal_mu", round(mu, 3))
+        self.cell_form.set_value("lognormal_sigma", round(sigma, 3))
+        log.info("cell volumes now log-normal with mu=%.3f sigma=%.3f", mu, sigma)
+
+    def apply_element_tables(self) -> None:
+        if self.stats_real is None:
+            return
+        gen = self.stats_real.element_shares("general")
+        spec = self.stats_real.element_shares("special")
+        self.settings.content.general_table = gen or None
+        self.settings.content.special_table = spec or None
+        log.info("element tables from %d structures: general %s; special %s", self.stats_real.n_structures,
+                 ", ".join(f"{k} {v:.2f}" for k, v in list(gen.items())[:6]),
+                 ", ".join(f"{k} {v:.2f}" for k, v in list(spec.items())[:6]) or "(none: default table kept)")

@@ -1,0 +1,1 @@
+"""Reusable views: density slab/projection, reciprocal plane, 3D structure, plots, parameter forms."""

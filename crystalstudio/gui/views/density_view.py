@@ -1,0 +1,210 @@
+"""Density slab / projection view: ρ averaged over a slab along a, b or c, drawn in true (oblique) cell
+geometry, with σ-scaled contour levels, the cell outline, atoms in the slab and a cursor readout in
+fractional coordinates."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from ...crystal.maps import DensityMap, plane_basis
+from ...crystal.structure import Structure
+from .colors import element_color
+
+AXES = "abc"
+
+
+class DensitySlabView(QtWidgets.QWidget):
+    """Shows one slab of a :class:`DensityMap`; emits `slab_changed(axis, start, thickness)`."""
+
+    slab_changed = QtCore.Signal(int, float, float)
+
+    def __init__(self, parent=None, title: str = ""):
+        super().__init__(parent)
+        self.dmap: Optional[DensityMap] = None
+        self.structure: Optional[Structure] = None
+        self.peaks: Optional[np.ndarray] = None
+        self._image = None
+
+        self.axis_box = QtWidgets.QComboBox()
+        self.axis_box.addItems([f"along {a}" for a in AXES])
+        self.axis_box.setCurrentIndex(2)
+        self.axis_box.setToolTip("Slab normal: the map is averaged over layers along this cell axis")
+        self.position = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.position.setToolTip("Slab start (fractional coordinate along the chosen axis)")
+        self.position_label = QtWidgets.QLabel("0.000")
+        self.thickness = QtWidgets.QDoubleSpinBox(decimals=3, minimum=0.0, maximum=1.0, singleStep=0.05, value=0.1)
+        self.thickness.setToolTip("Slab thickness as a fraction of the axis (1 = projection of the whole cell)")
+        self.levels = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.25, maximum=20.0, singleStep=0.25, value=1.5)
+        self.levels.setToolTip("Lowest contour in σ of the slab; contours step by this value (scroll to change)")
+        self.n_levels = QtWidgets.QSpinBox(minimum=0, maximum=12, value=4)
+        self.n_levels.setToolTip("Number of contour levels (0: none)")
+        self.atoms_box = QtWidgets.QCheckBox("atoms")
+        self.atoms_box.setChecked(True)
+        self.atoms_box.setToolTip("Mark model atoms (or peaks) whose coordinate lies in the slab")
+        controls = QtWidgets.QVBoxLayout()
+        row1, row2 = QtWidgets.QHBoxLayout(), QtWidgets.QHBoxLayout()
+        for w in (self.axis_box, QtWidgets.QLabel("start"), self.position, self.position_label):
+            row1.addWidget(w)
+        row1.setStretch(2, 1)
+        for w in (QtWidgets.QLabel("thickness"), self.thickness, QtWidgets.QLabel("contours σ"), self.levels,
+                  self.n_levels, self.atoms_box):
+            row2.addWidget(w)
+        row2.addStretch(1)
+        controls.addLayout(row1)
+        controls.addLayout(row2)
+
+        self.plot = pg.PlotWidget(title=title)
+        self.plot.setAspectLocked(True)
+        self.plot.setLabel("bottom", "Å")
+        self.plot.setLabel("left", "Å")
+        self.img = pg.ImageItem()
+        self.img.setColorMap(pg.colormap.get("viridis"))
+        self.plot.addItem(self.img)
+        self.outline = pg.PlotCurveItem(pen=pg.mkPen("w", width=1.5))
+        self.plot.addItem(self.outline)
+        self.scatter = pg.ScatterPlotItem(size=9, pen=pg.mkPen("k"))
+        self.plot.addItem(self.scatter)
+        self.isocurves: list[pg.IsocurveItem] = []
+        self.readout = QtWidgets.QLabel("")
+        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addLayout(controls)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.readout)
+
+        for sig in (self.axis_box.currentIndexChanged, self.position.valueChanged, self.thickness.valueChanged,
+                    self.levels.valueChanged, self.n_levels.valueChanged, self.atoms_box.toggled):
+            sig.connect(self.redraw)
+        self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
+
+    # ------------------------------------------------------------------ data
+    def set_map(self, dmap: Optional[DensityMap], structure: Optional[Structure] = None,
+                peaks: Optional[np.ndarray] = None) -> None:
+        self.dmap, self.structure, self.peaks = dmap, structure, peaks
+        self._sync_slider()
+        self.redraw()
+
+    def clear(self) -> None:
+        self.set_map(None)
+
+    def _sync_slider(self) -> None:
+        if self.dmap is None:
+            return
+        n = self.dmap.shape[self.axis]
+        self.position.blockSignals(True)
+        self.position.setRange(0, n - 1)
+        self.position.blockSignals(False)
+
+    @property
+    def axis(self) -> int:
+        return self.axis_box.currentIndex()
+
+    def set_slab(self, axis: int, start: float, thickness: float) -> None:
+        self.axis_box.setCurrentIndex(axis)
+        self._sync_slider()
+        if self.dmap is not None:
+            self.position.setValue(int(round(start * self.dmap.shape[axis])) % self.dmap.shape[axis])
+        self.thickness.setValue(thickness)
+
+    def slab_range(self) -> tuple[float, float]:
+        if self.dmap is None:
+            return 0.0, self.thickness.value()
+        n = self.dmap.shape[self.axis]
+        return self.position.value() / n, self.thickness.value()
+
+    # ------------------------------------------------------------------ drawing
+    def redraw(self, *_) -> None:
+        if self.axis_box.count() and self.dmap is not None and self.position.maximum() != self.dmap.shape[self.axis] - 1:
+            self._sync_slider()
+        for c in self.isocurves:
+            c.setParentItem(None)
+            if c.scene() is not None:
+                c.scene().removeItem(c)
+        self.isocurves = []
+        if self.dmap is None:
+            self.img.clear()
+            self.outline.setData([], [])
+            self.scatter.setData([])
+            self.readout.setText("no map")
+            return
+        start, thick = self.slab_range()
+        self.position_label.setText(f"{start:.3f}")
+        ax = self.axis
+        data = self.dmap.projection(ax) if thick >= 0.999 else self.dmap.slab(ax, start, max(thick, 1e-6))
+        sd = float(np.std(data)) or 1.0
+        mean = float(np.mean(data))
+        z = (data - mean) / sd
+        self._image = z
+        ni, nj = z.shape
+        M = plane_basis(self.dmap.cell, ax)
+        tr = QtGui.QTransform(M[0, 0] / ni, M[1, 0] / ni, M[0, 1] / nj, M[1, 1] / nj, 0, 0)
+        tr = QtGui.QTransform().translate(-0.5, -0.5) * tr
+        lo, hi = np.percentile(z, [1.0, 99.7])
+        self.img.setImage(z, levels=(lo, hi), autoLevels=False)
+        self.img.setTransform(tr)
+        corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=float)
+        xy = corners @ M.T
+        self.outline.setData(xy[:, 0], xy[:, 1])
+        step = self.levels.value()
+        for k in range(self.n_levels.value()):
+            c = pg.IsocurveItem(level=step * (k + 1), pen=pg.mkPen((255, 255, 255, 200), width=1))
+            c.setData(z)
+            c.setParentItem(self.img)
+            self.isocurves.append(c)
+        self._draw_atoms(M, start, thick)
+        self.slab_changed.emit(ax, start, thick)
+
+    def _draw_atoms(self, M, start, thick) -> None:
+        if not self.atoms_box.isChecked():
+            self.scatter.setData([])
+            return
+        ax = self.axis
+        others = [i for i in range(3) if i != ax]
+        spots = []
+        if self.structure is not None:
+            p1 = self.structure.expand_to_p1()
+            for s in p1.sites:
+                w = (s.xyz[ax] - start) % 1.0
+                if w <= thick + 1e-9 or thick >= 0.999:
+                    uv = s.xyz[others] % 1.0
+                    xy = M @ uv
+                    spots.append({"pos": xy, "brush": pg.mkBrush(*[int(255 * c) for c in element_color(s.element)]),
+                                  "symbol": "o", "size": 6 if s.element == "H" else 10, "data": s.label})
+        if self.peaks is not None and len(self.peaks):
+            for i, x in enumerate(self.peaks):
+                w = (x[ax] - start) % 1.0
+                if w <= thick + 1e-9 or thick >= 0.999:
+                    xy = M @ (x[others] % 1.0)
+                    spots.append({"pos": xy, "brush": pg.mkBrush(255, 80, 80), "symbol": "+", "size": 12,
+                                  "data": f"Q{i + 1}"})
+        self.scatter.setData(spots)
+
+    def _mouse_moved(self, pos) -> None:
+        if self.dmap is None or self._image is None:
+            return
+        p = self.img.mapFromScene(pos)
+        i, j = p.x() + 0.5, p.y() + 0.5
+        ni, nj = self._image.shape
+        if not (0 <= i < ni and 0 <= j < nj):
+            self.readout.setText("")
+            return
+        ax = self.axis
+        others = [k for k in range(3) if k != ax]
+        frac = np.zeros(3)
+        frac[others[0]], frac[others[1]] = i / ni, j / nj
+        start, thick = self.slab_range()
+        frac[ax] = start + thick / 2
+        val = self._image[int(i) % ni, int(j) % nj]
+        self.readout.setText("x = {:.3f}  y = {:.3f}  z = {:.3f}   ρ = {:+.2f} σ".format(*frac, val))
+
+    def wheelEvent(self, event):  # scroll over the view steps the contour level when Ctrl is held
+        if event.modifiers() & QtCore.Qt.ControlModifier:
+            self.levels.setValue(self.levels.value() + (0.25 if event.angleDelta().y() > 0 else -0.25))
+            event.accept()
+        else:
+            super().wheelEvent(event)

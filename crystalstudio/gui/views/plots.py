@@ -1,0 +1,109 @@
+"""Histogram and curve plots (pyqtgraph) with export of what is shown to PNG and CSV."""
+
+from __future__ import annotations
+
+import csv
+from typing import Optional, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+import pyqtgraph.exporters
+from PySide6 import QtWidgets
+
+from ...io.common import atomic_output, atomic_path
+
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+
+
+class ExportablePlot(QtWidgets.QWidget):
+    def __init__(self, parent=None, title: str = "", x_label: str = "", y_label: str = ""):
+        super().__init__(parent)
+        self.plot = pg.PlotWidget(title=title)
+        self.plot.setBackground("w")
+        self.plot.showGrid(x=True, y=True, alpha=0.2)
+        self.plot.setLabel("bottom", x_label)
+        self.plot.setLabel("left", y_label)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
+        self.png_button = QtWidgets.QPushButton("PNG…")
+        self.csv_button = QtWidgets.QPushButton("CSV…")
+        self.png_button.setToolTip("Save the plot as a PNG image")
+        self.csv_button.setToolTip("Save the plotted numbers as CSV")
+        self.png_button.clicked.connect(self._ask_png)
+        self.csv_button.clicked.connect(self._ask_csv)
+        row = QtWidgets.QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.png_button)
+        row.addWidget(self.csv_button)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.plot, 1)
+        lay.addLayout(row)
+        self._table: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def export_png(self, path: str, width: int = 1200) -> None:
+        exp = pg.exporters.ImageExporter(self.plot.plotItem)
+        exp.parameters()["width"] = width
+        with atomic_path(path, ".png") as tmp:
+            exp.export(tmp)
+
+    def export_csv(self, path: str) -> None:
+        with atomic_output(path) as f:
+            w = csv.writer(f)
+            w.writerow(["series", "x", "y"])
+            for name, (x, y) in self._table.items():
+                for a, b in zip(x, y):
+                    w.writerow([name, f"{a:.6g}", f"{b:.6g}"])
+
+    def _ask_png(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save plot", "plot.png", "PNG (*.png)")
+        if path:
+            self.export_png(path)
+
+    def _ask_csv(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save data", "plot.csv", "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+
+class HistogramPlot(ExportablePlot):
+    def set_histograms(self, series: Sequence[tuple[str, np.ndarray]], bins: int = 40,
+                       range_: Optional[tuple[float, float]] = None) -> None:
+        """Normalised (density) histograms overlaid on common bins."""
+        self.plot.clear()
+        self.legend.clear()
+        self._table = {}
+        data = [(n, np.asarray(x, dtype=float)) for n, x in series if x is not None and len(x)]
+        if not data:
+            return
+        allx = np.concatenate([x for _, x in data])
+        lo, hi = range_ or (np.percentile(allx, 0.5), np.percentile(allx, 99.5))
+        if hi <= lo:
+            hi = lo + 1.0
+        edges = np.linspace(lo, hi, bins + 1)
+        for k, (name, x) in enumerate(data):
+            h, _ = np.histogram(x, bins=edges, density=True)
+            c = PALETTE[k % len(PALETTE)]
+            self.plot.plot(edges, h, stepMode="center", fillLevel=0, brush=(*c, 80), pen=pg.mkPen(c, width=2),
+                           name=f"{name} ({len(x)})")
+            self._table[name] = (0.5 * (edges[1:] + edges[:-1]), h)
+
+
+class CurvePlot(ExportablePlot):
+    def __init__(self, *a, log_y: bool = False, **kw):
+        super().__init__(*a, **kw)
+        self.plot.setLogMode(y=log_y)
+        self._curves: dict[str, pg.PlotDataItem] = {}
+
+    def set_curve(self, name: str, x, y) -> None:
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        if name not in self._curves:
+            c = PALETTE[len(self._curves) % len(PALETTE)]
+            self._curves[name] = self.plot.plot([], [], pen=pg.mkPen(c, width=2), name=name)
+        self._curves[name].setData(x, y)
+        self._table[name] = (x, y)
+
+    def clear_curves(self) -> None:
+        self.plot.clear()
+        self.legend.clear()
+        self._curves = {}
+        self._table = {}

@@ -1,0 +1,139 @@
+"""3D view (vispy/OpenGL): atoms coloured by element, bonds, the unit-cell box, peaks, and a density
+isosurface at a σ level. Rotate with the left mouse button, zoom with the wheel.
+
+Without an OpenGL context (e.g. QT_QPA_PLATFORM=offscreen) the widget says so instead of crashing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+from PySide6 import QtCore, QtWidgets
+
+from ...crystal.elements import covalent_radius
+from ...crystal.maps import DensityMap
+from ...crystal.structure import Structure
+from .colors import element_color
+
+
+def opengl_available() -> bool:
+    return os.environ.get("QT_QPA_PLATFORM", "") not in ("offscreen", "minimal") and \
+        os.environ.get("CRYSTALSTUDIO_NO_GL", "") == ""
+
+
+class Structure3DView(QtWidgets.QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.structure: Optional[Structure] = None
+        self.dmap: Optional[DensityMap] = None
+        self.peaks: Optional[np.ndarray] = None
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        row = QtWidgets.QHBoxLayout()
+        self.iso_level = QtWidgets.QDoubleSpinBox(decimals=1, minimum=0.5, maximum=20, singleStep=0.5, value=2.0)
+        self.iso_level.setToolTip("Isosurface level in σ of the map")
+        self.show_iso = QtWidgets.QCheckBox("isosurface")
+        self.show_iso.setChecked(True)
+        self.show_bonds = QtWidgets.QCheckBox("bonds")
+        self.show_bonds.setChecked(True)
+        for w in (self.show_bonds, self.show_iso, QtWidgets.QLabel("level σ"), self.iso_level):
+            row.addWidget(w)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self.canvas = None
+        if opengl_available():
+            try:
+                self._make_canvas()
+                lay.addWidget(self.canvas.native, 1)
+            except Exception as exc:  # noqa: BLE001 - any GL failure degrades to a message
+                self.canvas = None
+                lay.addWidget(QtWidgets.QLabel(f"3D view unavailable: {exc}"), 1)
+        else:
+            msg = QtWidgets.QLabel("3D view needs OpenGL (not available on this display)")
+            msg.setAlignment(QtCore.Qt.AlignCenter)
+            lay.addWidget(msg, 1)
+        for sig in (self.iso_level.valueChanged, self.show_iso.toggled, self.show_bonds.toggled):
+            sig.connect(self.redraw)
+
+    def _make_canvas(self) -> None:
+        import vispy
+
+        vispy.use("pyside6")
+        from vispy import scene
+
+        self._scene = scene
+        self.canvas = scene.SceneCanvas(keys=None, bgcolor="white", show=False)
+        self.view = self.canvas.central_widget.add_view()
+        self.view.camera = scene.TurntableCamera(fov=30, elevation=25, azimuth=40)
+        self.markers = scene.visuals.Markers(parent=self.view.scene)
+        self.markers.set_gl_state("translucent", depth_test=True)
+        self.peak_markers = scene.visuals.Markers(parent=self.view.scene)
+        self.bonds = scene.visuals.Line(parent=self.view.scene, connect="segments", color=(0.35, 0.35, 0.35, 1), width=3)
+        self.box = scene.visuals.Line(parent=self.view.scene, connect="segments", color=(0.1, 0.1, 0.6, 1), width=1.5)
+        self.iso = None
+
+    def set_structure(self, structure: Optional[Structure], dmap: Optional[DensityMap] = None,
+                      peaks: Optional[np.ndarray] = None) -> None:
+        self.structure, self.dmap, self.peaks = structure, dmap, peaks
+        self.redraw()
+
+    def redraw(self, *_) -> None:
+        if self.canvas is None:
+            return
+        scene = self._scene
+        cell = self.structure.cell if self.structure is not None else (self.dmap.cell if self.dmap is not None else None)
+        if cell is None:
+            self.markers.set_data(np.zeros((0, 3)))
+            return
+        A = cell.orthogonalization
+        corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
+        edges = [(a, b) for a in range(8) for b in range(a + 1, 8) if np.sum(np.abs(corners[a] - corners[b])) == 1]
+        self.box.set_data(pos=np.array([corners[e] for pair in edges for e in pair]) @ A.T)
+        if self.structure is not None and self.structure.n_sites:
+            p1 = self.structure.expand_to_p1()
+            xyz = np.array([s.xyz % 1.0 for s in p1.sites]) @ A.T
+            els = [s.element for s in p1.sites]
+            colors = np.array([(*element_color(e), 1.0) for e in els])
+            sizes = np.array([8 + 10 * covalent_radius(e) for e in els])
+            self.markers.set_data(xyz, face_color=colors, size=sizes, edge_color=(0.2, 0.2, 0.2, 1), edge_width=1)
+            self.bonds.set_data(pos=self._bond_segments(xyz, els) if self.show_bonds.isChecked() else np.zeros((2, 3)))
+        else:
+            self.markers.set_data(np.zeros((1, 3)), size=0)
+            self.bonds.set_data(pos=np.zeros((2, 3)))
+        if self.peaks is not None and len(self.peaks):
+            self.peak_markers.set_data((self.peaks % 1.0) @ A.T, face_color=(1, 0.2, 0.2, 0.9), size=7, symbol="cross")
+        else:
+            self.peak_markers.set_data(np.zeros((1, 3)), size=0)
+        if self.iso is not None:
+            self.iso.parent = None
+            self.iso = None
+        if self.dmap is not None and self.show_iso.isChecked():
+            v = self.dmap.values
+            level = float(v.mean() + self.iso_level.value() * v.std())
+            if v.max() > level:
+                n = np.array(v.shape)
+                self.iso = scene.visuals.Isosurface(np.ascontiguousarray(v, dtype=np.float32), level=level,
+                                                    color=(0.2, 0.4, 1.0, 0.35), parent=self.view.scene)
+                M = np.eye(4)
+                M[:3, :3] = (A / n[None, :]).T  # vertices are grid indices (i, j, k); vispy multiplies row vectors
+                self.iso.transform = scene.transforms.MatrixTransform(M)
+                self.iso.set_gl_state("translucent", depth_test=True, cull_face=False)
+        centre = A @ np.array([0.5, 0.5, 0.5])
+        self.view.camera.center = tuple(centre)
+        self.view.camera.distance = 3.2 * float(max(cell.parameters[:3]))
+        self.canvas.update()
+
+    @staticmethod
+    def _bond_segments(xyz: np.ndarray, els: list[str]) -> np.ndarray:
+        r = np.array([covalent_radius(e) for e in els])
+        d = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)
+        lim = 1.15 * (r[:, None] + r[None])
+        i, j = np.nonzero(np.triu((d < lim) & (d > 0.4), 1))
+        if len(i) == 0:
+            return np.zeros((2, 3))
+        return np.stack([xyz[i], xyz[j]], axis=1).reshape(-1, 3)
+
+    def render_image(self) -> Optional[np.ndarray]:
+        return None if self.canvas is None else self.canvas.render()
