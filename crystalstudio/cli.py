@@ -167,6 +167,49 @@ def _run_stats(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ train
+@subcommand("train")
+def _add_train(sub):
+    p = sub.add_parser("train", help="headless training of PhAI or DSFU-Net (also under torchrun --nproc-per-node N)")
+    p.add_argument("config", help="JSON run configuration (see resources/configs/)")
+    p.add_argument("--run-dir", help="override the run directory")
+    p.add_argument("--steps", type=int, help="override the number of steps")
+    p.add_argument("--device", help="cpu, cuda or auto")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if the run directory has a checkpoint")
+    p.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    import os
+
+    from .training.config import TrainConfig
+    from .training.phai_trainer import train
+
+    cfg = TrainConfig.load(args.config)
+    if args.run_dir:
+        cfg.run_dir = args.run_dir
+    if args.steps:
+        cfg.steps = args.steps
+    if args.device:
+        cfg.device = args.device
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    bar = TextProgress(f"train {cfg.kind}") if main_rank else None
+    t0 = time.perf_counter()
+    try:
+        res = train(cfg, resume=not args.no_resume, progress=bar)
+    except KeyboardInterrupt:
+        if bar:
+            bar.close()
+        print(f"interrupted: the last checkpoint in {cfg.run_dir} resumes the run", file=sys.stderr)
+        return 130
+    if bar:
+        bar.close()
+    if main_rank:
+        vals = ", ".join(f"{k} {v:.4f}" for k, v in res.items() if isinstance(v, float))
+        print(f"trained to step {res['step']} in {time.perf_counter() - t0:.1f} s -> {cfg.run_dir}; {vals}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crystalstudio", description="CrystalStudio: deep-learning crystallography "

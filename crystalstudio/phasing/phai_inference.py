@@ -1,0 +1,235 @@
+"""PhAI inference: model files, input from measured reflections, phase recycling and the scan of
+seed paper 1 (cycles 1…N × {zero start, random starts}) with a figure of merit that needs no true phases.
+
+Phases in degrees; amplitudes |F| on the PhAI reflection list (see phai_grid).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..crystal.symmetry import SpaceGroup, encode_hkl
+from ..errors import InvalidInputError, ModelFileError
+from ..jobs import check_cancel, report
+from .phai_grid import PhAIGrid
+from .phai_model import PhAI, PhAIConfig, decode_phases
+
+
+# ------------------------------------------------------------------------------------------ model files
+def config_from_state_dict(sd: dict) -> PhAIConfig:
+    """Infer the architecture from parameter shapes (published layout)."""
+    try:
+        conv = sd["net_a.1.weight"]
+        filters, kernel = conv.shape[0], conv.shape[-1]
+        cnn_depth = len({k.split(".")[1] for k in sd if k.startswith("net_convolution_layers.")})
+        proj = sd["net_projection_layer.1.weight"]
+        dim, grid = proj.shape
+        mixer_ids = {int(k.split(".")[1]) for k in sd if k.startswith("net_mixer_layers.") and k.count(".") >= 4}
+        mlp_depth = len(mixer_ids)
+        token_exp = sd["net_mixer_layers.0.0.layer1.weight"].shape[0] if mlp_depth else 1
+        dim_exp = sd["net_mixer_layers.0.1.layer1.weight"].shape[0] if mlp_depth else 1
+        reflections = sd["net_output.3.weight"].shape[0] // 2
+    except KeyError as exc:
+        raise ModelFileError(None, f"not a PhAI state dict: missing {exc}") from None
+    m = next((m for m in range(1, 64) if (2 * m + 1) * (m + 1) ** 2 == grid), None)
+    if m is None:
+        raise ModelFileError(None, f"projection input {grid} is not a (2m+1)(m+1)² grid")
+    return PhAIConfig(m, int(filters), int(kernel), cnn_depth, int(dim), int(dim_exp), int(token_exp), mlp_depth,
+                      int(reflections))
+
+
+def load_phai(path, device=None, expected: Optional[PhAIConfig] = None) -> PhAI:
+    """A PhAI model from a published state-dict file or a CrystalStudio checkpoint (weights only, strict).
+
+    Refuses pickled code (weights_only=True), files that are not PhAI state dicts, and architectures that
+    differ from `expected` — with a message that names the file and the mismatch.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(p, "model file does not exist")
+    try:
+        obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        msg = str(exc).splitlines()[0][:200]
+        raise ModelFileError(p, f"not a loadable weights-only PyTorch file ({msg})") from None
+    sd = obj
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        sd = obj["model"]
+        if obj.get("kind") not in (None, "phai"):
+            raise ModelFileError(p, f"checkpoint holds a '{obj.get('kind')}' model, not PhAI")
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelFileError(p, "file holds no state dict of tensors")
+    sd = {re.sub(r"^(module\.|_orig_mod\.)", "", k): v for k, v in sd.items()}
+    try:
+        cfg = config_from_state_dict(sd)
+    except ModelFileError as exc:
+        raise ModelFileError(p, exc.problem) from None
+    if expected is not None and cfg != expected:
+        diff = ", ".join(f"{k} {getattr(cfg, k)} (expected {getattr(expected, k)})"
+                         for k in cfg.to_dict() if getattr(cfg, k) != getattr(expected, k))
+        raise ModelFileError(p, f"architecture differs: {diff}")
+    model = PhAI(cfg)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).split("\n")[0:3]
+        raise ModelFileError(p, "state dict does not fit the PhAI layout: " + " ".join(first)[:300]) from None
+    model.eval()
+    return model.to(device or "cpu")
+
+
+# ------------------------------------------------------------------------------------------ input
+@dataclass
+class PhAIInput:
+    amplitudes: np.ndarray  # (R,) scaled to max 1
+    measured: np.ndarray  # (R,) bool: a measured reflection fills the slot
+    n_used: int  # measured unique reflections that map into the list
+    n_outside: int  # measured unique reflections beyond the index sphere
+    notes: list[str] = field(default_factory=list)
+
+
+def phai_input_from_reflections(hkl, amplitudes, space_group: SpaceGroup, grid: PhAIGrid = PhAIGrid()) -> PhAIInput:
+    """Fill the PhAI list from measured |F| of a P2₁/c data set (any symmetry-equivalent indices).
+
+    Every list slot takes the measured amplitude of its symmetry equivalent (so the l = 0, h < 0 slots
+    duplicate (|h|, k, 0)); absences and unmeasured slots stay 0; |F| is scaled to max 1.
+    """
+    if space_group.number != 14 or space_group.name != "P 1 21/c 1":
+        raise InvalidInputError(f"PhAI is trained for P2₁/c (setting P 1 21/c 1); the data are in {space_group.name}. "
+                                "Transform P2₁/n and P2₁/a to P2₁/c first (the Phasing panel does)")
+    hkl = np.asarray(hkl, dtype=np.int64)
+    F = np.asarray(amplitudes, dtype=np.float64)
+    if len(hkl) == 0:
+        raise InvalidInputError("no reflections")
+    asu_meas, _, _ = space_group.to_asu(hkl)
+    keys_meas = encode_hkl(asu_meas)
+    order = np.argsort(keys_meas)
+    keys_sorted, F_sorted = keys_meas[order], F[order]
+    asu_grid, _, _ = space_group.to_asu(grid.hkl)
+    keys_grid = encode_hkl(asu_grid)
+    pos = np.clip(np.searchsorted(keys_sorted, keys_grid), 0, len(keys_sorted) - 1)
+    found = keys_sorted[pos] == keys_grid
+    out = np.where(found, F_sorted[pos], 0.0)
+    out[grid.absent] = 0.0
+    if out.max() <= 0:
+        raise InvalidInputError("no measured reflection falls on the PhAI list (|h|, k, l ≤ 10, h²+k²+l² ≤ 100)")
+    out = out / out.max()
+    unique_meas = np.unique(keys_meas)
+    used = np.isin(unique_meas, keys_grid[found])
+    n_outside = int(np.count_nonzero(~np.isin(unique_meas, keys_grid)))
+    notes = [f"{int(used.sum())} unique reflections on the PhAI list, {n_outside} beyond it "
+             f"(|h|, k, l ≤ {grid.max_index}, h²+k²+l² ≤ {grid.max_index ** 2}) left out",
+             f"{int(np.count_nonzero(~found & ~grid.absent))} of {int(np.count_nonzero(~grid.absent))} "
+             "non-absent list reflections unmeasured (set to 0)"]
+    return PhAIInput(out, found & ~grid.absent, int(used.sum()), n_outside, notes)
+
+
+# ------------------------------------------------------------------------------------------ recycling
+@torch.no_grad()
+def recycle(model: PhAI, amplitudes: torch.Tensor, start_phases: torch.Tensor, cycles: int,
+            grid: Optional[PhAIGrid] = None, autocast: bool = False, cancel=None):
+    """Run `cycles` passes, feeding argmax phases back. amplitudes, start_phases: (B, R) (degrees).
+
+    Returns phases (cycles, B, R) in degrees and probabilities of the chosen class (cycles, B, R).
+    """
+    grid = grid or PhAIGrid(model.config.max_index)
+    dev = next(model.parameters()).device
+    a = grid.to_grid(amplitudes.to(dev, torch.float32))
+    ph = start_phases.to(dev, torch.float32)
+    out_ph, out_p = [], []
+    for _ in range(cycles):
+        check_cancel(cancel)
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16 if dev.type == "cpu" else torch.float16,
+                            enabled=autocast):
+            logits = model(a, grid.to_grid(ph))
+        prob = torch.softmax(logits.float(), dim=1)
+        ph = decode_phases(logits)
+        out_ph.append(ph)
+        out_p.append(prob.max(dim=1).values)
+    return torch.stack(out_ph), torch.stack(out_p)
+
+
+@dataclass
+class PhAICandidate:
+    start: int  # 0 = zero start, else random start number
+    cycles: int
+    phases: np.ndarray  # (R,) degrees
+    fom: float  # figure of merit (higher is better), no true phases needed
+    confidence: float  # |F|²-weighted mean probability of the chosen phases
+    skewness: float  # skewness of the E-map
+    stable: float  # fraction of phases unchanged from the previous cycle
+    map_r: Optional[float] = None  # against reference phases, when known
+    phase_error: Optional[float] = None
+
+
+def emap_skewness(phases_deg: np.ndarray, amplitudes: np.ndarray, grid: PhAIGrid) -> float:
+    """Skewness ⟨ρ³⟩/⟨ρ²⟩^{3/2} of the P2₁/c map from (|F|, φ) on the list (a direct-methods FOM: it sums the
+    triplet invariants |F_h F_k F_{h+k}| cos(φ_h + φ_k − φ_{h+k}), so it is origin invariant)."""
+    sg = SpaceGroup.from_name("P21/c")
+    F = amplitudes * np.exp(1j * np.radians(phases_deg))
+    keep = amplitudes > 0
+    hkl = grid.hkl[keep]
+    asu, _, _ = sg.to_asu(hkl)
+    _, first = np.unique(encode_hkl(asu), return_index=True)
+    hp, Fp, _ = sg.expand_to_p1(hkl[first], F[keep][first])
+    n = 4 * grid.max_index + 4
+    X = np.zeros((n, n, n), dtype=np.complex128)
+    X[tuple((hp % n).T)] = Fp
+    rho = np.fft.fftn(X).real
+    rho -= rho.mean()
+    s2 = np.mean(rho**2)
+    return float(np.mean(rho**3) / max(s2, 1e-300) ** 1.5)
+
+
+def phai_scan(model: PhAI, amplitudes: np.ndarray, *, max_cycles: int = 10, random_starts: int = 4, seed: int = 0,
+              reference_phases: Optional[np.ndarray] = None, progress=None, cancel=None,
+              autocast: bool = False) -> list[PhAICandidate]:
+    """The inference scan: every start (zero + random) recycled up to `max_cycles`; each (start, cycle) is a
+    candidate. All starts run as one batch. Candidates come back sorted by figure of merit.
+
+    FOM = E-map skewness × (0.5 + 0.5·stability) × confidence: a correct solution gives a peaky, positive
+    map, phases that no longer change under recycling, and confident logits.
+    """
+    from .phai_grid import phase_metrics
+
+    grid = PhAIGrid(model.config.max_index)
+    amp = torch.as_tensor(np.asarray(amplitudes, dtype=np.float32))[None]
+    B = 1 + random_starts
+    rng = np.random.default_rng(seed)
+    starts = np.zeros((B, grid.n), dtype=np.float32)
+    if random_starts:
+        starts[1:] = rng.choice([0.0, -180.0], size=(random_starts, grid.n))
+    phases, probs = [], []
+    ph = torch.as_tensor(starts)
+    for c in range(max_cycles):  # one cycle at a time for progress and cancel
+        check_cancel(cancel)
+        p1, pr1 = recycle(model, amp.expand(B, -1), ph, 1, grid, autocast=autocast, cancel=cancel)
+        ph = p1[-1]
+        phases.append(p1[-1].cpu().numpy())
+        probs.append(pr1[-1].cpu().numpy())
+        report(progress, 0.9 * (c + 1) / max_cycles, f"cycle {c + 1}/{max_cycles}")
+    w2 = amplitudes.astype(np.float64) ** 2
+    cands = []
+    for c in range(max_cycles):
+        for b in range(B):
+            ph_c = phases[c][b]
+            stable = float(np.mean(ph_c == (phases[c - 1][b] if c > 0 else starts[b])))
+            conf = float(np.sum(w2 * probs[c][b]) / max(np.sum(w2), 1e-12))
+            sk = emap_skewness(ph_c, amplitudes, grid)
+            cands.append(PhAICandidate(b, c + 1, ph_c.copy(), sk * (0.5 + 0.5 * stable) * conf, conf, sk, stable))
+    if reference_phases is not None:
+        P = torch.as_tensor(np.stack([x.phases for x in cands]))
+        T = torch.as_tensor(np.asarray(reference_phases, dtype=np.float32))[None].expand(len(cands), -1)
+        A = torch.as_tensor(np.asarray(amplitudes, dtype=np.float32))[None].expand(len(cands), -1)
+        _, err, r = phase_metrics(P, T, A, torch.as_tensor(grid.hkl))
+        for x, e, rr in zip(cands, err.tolist(), r.tolist()):
+            x.map_r, x.phase_error = rr, e
+    report(progress, 1.0, "scan done")
+    cands.sort(key=lambda x: -x.fom)
+    return cands
