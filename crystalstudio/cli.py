@@ -167,6 +167,62 @@ def _run_stats(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------ phase
+@subcommand("phase")
+def _add_phase(sub):
+    p = sub.add_parser("phase", help="solve a structure from reflections (charge flipping or PhAI)")
+    p.add_argument("reflections", help=".hkl (HKLF 4), .fcf, hkl-CIF, .cif with _shelx_hkl_file, .mtz, XDS_ASCII")
+    p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed")
+    p.add_argument("--cell", nargs=6, type=float, metavar=("A", "B", "C", "AL", "BE", "GA"))
+    p.add_argument("--space-group")
+    p.add_argument("--method", choices=["charge-flipping", "phai"], default="charge-flipping")
+    p.add_argument("--model", help="PhAI weights (published PhAI_model.pth or a CrystalStudio checkpoint); "
+                                   "default: the shipped small model")
+    p.add_argument("--starts", type=int, default=None, help="random starts (CF default 3, PhAI default 4)")
+    p.add_argument("--cycles", type=int, default=10, help="PhAI: maximum recycling cycles")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv")
+    p.set_defaults(run=_run_phase)
+
+
+def _run_phase(args) -> int:
+    from .crystal.cell import UnitCell
+    from .crystal.symmetry import SpaceGroup
+    from .phasing.solve import export_solution, prepare_problem, solve_charge_flipping, solve_phai
+
+    cell = UnitCell(*args.cell) if args.cell else None
+    sg = SpaceGroup.from_name(args.space_group) if args.space_group else None
+    problem = prepare_problem(args.reflections, structure=args.structure, cell=cell, space_group=sg)
+    print(problem.summary())
+    bar = TextProgress(args.method)
+    t0 = time.perf_counter()
+    if args.method == "phai":
+        if problem.space_group.number != 14:
+            raise CrystalStudioError(f"PhAI solves P2₁/c (No. 14) only; the data are in {problem.space_group}")
+        from .phasing.phai_inference import load_phai
+        from .phasing.models import default_phai_model
+
+        model = load_phai(args.model) if args.model else default_phai_model()
+        sols = solve_phai(problem, model, max_cycles=args.cycles,
+                          random_starts=4 if args.starts is None else args.starts, seed=args.seed, progress=bar)
+    else:
+        from .phasing.charge_flipping import ChargeFlippingSettings
+
+        s = ChargeFlippingSettings(random_starts=3 if args.starts is None else args.starts, seed=args.seed)
+        sols = solve_charge_flipping(problem, s, progress=bar)
+    bar.close()
+    dt = time.perf_counter() - t0
+    best = sols[0]
+    for i, sol in enumerate(sols[:10]):
+        extra = f"  map r {sol.map_r:.3f}, phase error {sol.phase_error:.1f}°" if sol.map_r is not None else ""
+        print(f"{'*' if i == 0 else ' '} {sol.label:38s} FOM {sol.fom:8.4f}{extra}")
+    paths = export_solution(problem, best, args.out)
+    print(f"solved in {dt:.1f} s; best: {best.label}; {len(best.peaks)} peaks -> {', '.join(paths.values())}")
+    if best.map_r is not None:
+        print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}°  ({'solved' if best.map_r >= 0.8 else 'not solved'})")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ train
 @subcommand("train")
 def _add_train(sub):
