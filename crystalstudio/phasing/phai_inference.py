@@ -168,23 +168,43 @@ class PhAICandidate:
     phase_error: Optional[float] = None
 
 
+class EMapSkewness:
+    """Skewness ⟨ρ³⟩/⟨ρ²⟩^{3/2} of the P2₁/c map from (|F|, φ) on the list — a direct-methods FOM (it sums the
+    triplet invariants |F_h F_k F_{h+k}| cos(φ_h + φ_k − φ_{h+k}), so it is origin invariant). The symmetry
+    expansion is set up once; each phase set then costs one FFT."""
+
+    def __init__(self, amplitudes: np.ndarray, grid: PhAIGrid):
+        sg = SpaceGroup.from_name("P21/c")
+        keep = np.flatnonzero(np.asarray(amplitudes) > 0)
+        asu, _, _ = sg.to_asu(grid.hkl[keep])
+        _, first = np.unique(encode_hkl(asu), return_index=True)
+        self.sel = keep[first]  # one list reflection per independent reflection
+        mates, shifts = sg.equivalents(grid.hkl[self.sel])
+        allm = np.concatenate([mates, -mates]).reshape(-1, 3)
+        self.shift = np.concatenate([shifts, shifts]).reshape(-1)
+        self.sign = np.concatenate([np.ones_like(shifts), -np.ones_like(shifts)]).reshape(-1)
+        self.src = np.tile(np.arange(len(self.sel)), 2 * len(mates))
+        _, uniq = np.unique(encode_hkl(allm), return_index=True)
+        self.n = 2 * grid.max_index + 4  # > 2|h|max: no aliasing; 24³ for m = 10
+        self.pos = np.ravel_multi_index(tuple((allm[uniq] % self.n).T), (self.n,) * 3)
+        self.uniq = uniq
+        self.amp = np.asarray(amplitudes, dtype=np.float64)[self.sel]
+
+    def __call__(self, phases_deg: np.ndarray) -> float:
+        phi = np.radians(np.asarray(phases_deg, dtype=np.float64)[self.sel])
+        ph = (phi[self.src] + self.shift) * self.sign
+        F = self.amp[self.src[self.uniq]] * np.exp(1j * ph[self.uniq])
+        X = np.zeros(self.n**3, dtype=np.complex128)
+        X[self.pos] = F
+        rho = np.fft.fftn(X.reshape((self.n,) * 3)).real
+        rho -= rho.mean()
+        s2 = np.mean(rho**2)
+        return float(np.mean(rho**3) / max(s2, 1e-300) ** 1.5)
+
+
 def emap_skewness(phases_deg: np.ndarray, amplitudes: np.ndarray, grid: PhAIGrid) -> float:
-    """Skewness ⟨ρ³⟩/⟨ρ²⟩^{3/2} of the P2₁/c map from (|F|, φ) on the list (a direct-methods FOM: it sums the
-    triplet invariants |F_h F_k F_{h+k}| cos(φ_h + φ_k − φ_{h+k}), so it is origin invariant)."""
-    sg = SpaceGroup.from_name("P21/c")
-    F = amplitudes * np.exp(1j * np.radians(phases_deg))
-    keep = amplitudes > 0
-    hkl = grid.hkl[keep]
-    asu, _, _ = sg.to_asu(hkl)
-    _, first = np.unique(encode_hkl(asu), return_index=True)
-    hp, Fp, _ = sg.expand_to_p1(hkl[first], F[keep][first])
-    n = 4 * grid.max_index + 4
-    X = np.zeros((n, n, n), dtype=np.complex128)
-    X[tuple((hp % n).T)] = Fp
-    rho = np.fft.fftn(X).real
-    rho -= rho.mean()
-    s2 = np.mean(rho**2)
-    return float(np.mean(rho**3) / max(s2, 1e-300) ** 1.5)
+    """One-off E-map skewness (see :class:`EMapSkewness`)."""
+    return EMapSkewness(amplitudes, grid)(phases_deg)
 
 
 def phai_scan(model: PhAI, amplitudes: np.ndarray, *, max_cycles: int = 10, random_starts: int = 4, seed: int = 0,
@@ -215,13 +235,14 @@ def phai_scan(model: PhAI, amplitudes: np.ndarray, *, max_cycles: int = 10, rand
         probs.append(pr1[-1].cpu().numpy())
         report(progress, 0.9 * (c + 1) / max_cycles, f"cycle {c + 1}/{max_cycles}")
     w2 = amplitudes.astype(np.float64) ** 2
+    skew = EMapSkewness(amplitudes, grid)
     cands = []
     for c in range(max_cycles):
         for b in range(B):
             ph_c = phases[c][b]
             stable = float(np.mean(ph_c == (phases[c - 1][b] if c > 0 else starts[b])))
             conf = float(np.sum(w2 * probs[c][b]) / max(np.sum(w2), 1e-12))
-            sk = emap_skewness(ph_c, amplitudes, grid)
+            sk = skew(ph_c)
             cands.append(PhAICandidate(b, c + 1, ph_c.copy(), sk * (0.5 + 0.5 * stable) * conf, conf, sk, stable))
     if reference_phases is not None:
         P = torch.as_tensor(np.stack([x.phases for x in cands]))

@@ -40,12 +40,14 @@ class TrainConfig:
     d_min_range: tuple = (0.0, 2.0)  # PhAI: resolution cut-off drawn in this range (Å; 0 = none)
     drop_max: float = 0.15  # PhAI: up to this fraction of reflections dropped at random
     data_shards: int = 4  # the global batch is made of this many independently seeded shards
+    pool_size: int = 0  # >0: generate structures in pools of this size (much faster on a GPU), used in order
     val_size: int = 256
     val_every: int = 100
     val_seed: int = 987654321
     real_validation: list = field(default_factory=list)  # structure files (P2₁/c family) for validation
     checkpoint_every: int = 200
     early_stop_patience: int = 0  # validations without improvement of the main metric (0: off)
+    time_limit_s: float = 0.0  # stop (with a checkpoint) after this wall time (0: none)
     seed: int = 0
     device: str = "auto"
     num_threads: int = 0  # CPU threads (0: torch default)

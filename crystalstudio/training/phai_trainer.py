@@ -57,32 +57,78 @@ class PhAIData:
         self.device = device
         self.hkl = grid.hkl
 
-    def shard(self, seed: int, n: int, augment: bool = True) -> PhAIBatch:
-        batch = generate_batch(n, self.settings, seed, device=self.device)
-        F = batch.structure_factors(self.hkl, device=self.device).cpu()
-        rng = np.random.default_rng(seed ^ 0x5DEECE66D)
-        present = torch.ones((n, len(self.hkl)))
+    def _generate(self, seed: int, n: int):
+        """(cells, complex F on the list) of n structures."""
+        chunk = 8192 if (self.device is not None and torch.device(self.device).type == "cuda") else 512
+        batch = generate_batch(n, self.settings, seed, device=self.device, chunk=chunk)
+        F = batch.structure_factors(self.hkl, device=self.device, chunk=2048 if chunk > 512 else 64)
+        return batch.cells, F
+
+    def _augment(self, cells, F, rng, augment: bool) -> PhAIBatch:
+        n = len(cells)
+        present = torch.ones((n, len(self.hkl)), device=F.device)
         if augment:
             lo, hi = self.cfg.d_min_range
             d_min = rng.uniform(lo, hi, n)
             from ..crystal.generator.batch import _inv_d2
 
-            inv_d2 = _inv_d2(batch.cells, self.hkl)
+            inv_d2 = _inv_d2(cells, self.hkl)
             cut = np.where(d_min[:, None] > 0, inv_d2 > 1.0 / np.maximum(d_min[:, None], 1e-6) ** 2, False)
             frac = rng.uniform(0, self.cfg.drop_max, n)
             drop = rng.random((n, len(self.hkl))) < frac[:, None]
-            present = torch.as_tensor(~(cut | drop), dtype=torch.float32)
+            present = torch.as_tensor(~(cut | drop), dtype=torch.float32, device=F.device)
         amp = scale_amplitudes(F.abs().float() * present)
         ph = torch.rad2deg(torch.angle(F)).float() * (amp > 0)
-        return PhAIBatch(amp, ph, present * (amp > 0))
+        return PhAIBatch(amp.cpu(), ph.cpu(), (present * (amp > 0)).cpu())
+
+    def shard(self, seed: int, n: int, augment: bool = True) -> PhAIBatch:
+        cells, F = self._generate(seed, n)
+        return self._augment(cells, F, np.random.default_rng(seed ^ 0x5DEECE66D), augment)
+
+    def _pool(self, k: int):
+        if getattr(self, "_pool_k", None) != k:
+            self._pool_data = self._generate(step_seed(self.cfg.seed, k, 0, stream=7), self.cfg.pool_size)
+            self._pool_k = k
+        return self._pool_data
 
     def global_batch(self, step: int, rank: int, world: int) -> PhAIBatch:
         S = self.cfg.data_shards
         if S % world:
             raise InvalidInputError(f"data_shards {S} must be a multiple of the number of processes {world}")
         per = self.cfg.batch_size // S
+        if self.cfg.pool_size:
+            # the stream of pooled structures, sliced by step and rank; augmentation drawn for the global batch
+            P, B = self.cfg.pool_size, self.cfg.batch_size
+            lo, hi = step * B + rank * B // world, step * B + (rank + 1) * B // world
+            cells, Fs = [], []
+            i = lo
+            while i < hi:
+                k, j = divmod(i, P)
+                take = min(hi - i, P - j)
+                pc, pF = self._pool(k)
+                cells.append(pc[j : j + take])
+                Fs.append(pF[j : j + take])
+                i += take
+            rng = np.random.default_rng(step_seed(self.cfg.seed, step, 0, stream=3))
+            full = self._augment_params(rng, B)
+            return self._augment_slice(np.concatenate(cells), torch.cat(Fs), full, rank * B // world, (rank + 1) * B // world)
         parts = [self.shard(step_seed(self.cfg.seed, step, s), per) for s in range(rank * S // world, (rank + 1) * S // world)]
         return PhAIBatch(*(torch.cat([getattr(p, f) for p in parts]) for f in ("amplitudes", "phases", "present")))
+
+    def _augment_params(self, rng, B):
+        lo, hi = self.cfg.d_min_range
+        return rng.uniform(lo, hi, B), rng.uniform(0, self.cfg.drop_max, B), rng.random((B, len(self.hkl)))
+
+    def _augment_slice(self, cells, F, params, a, b) -> PhAIBatch:
+        d_min, frac, u = (p[a:b] for p in params)
+        from ..crystal.generator.batch import _inv_d2
+
+        inv_d2 = _inv_d2(cells, self.hkl)
+        cut = np.where(d_min[:, None] > 0, inv_d2 > 1.0 / np.maximum(d_min[:, None], 1e-6) ** 2, False)
+        present = torch.as_tensor(~(cut | (u < frac[:, None])), dtype=torch.float32, device=F.device)
+        amp = scale_amplitudes(F.abs().float() * present)
+        ph = torch.rad2deg(torch.angle(F)).float() * (amp > 0)
+        return PhAIBatch(amp.cpu(), ph.cpu(), (present * (amp > 0)).cpu())
 
 
 def real_validation_set(paths: list[str], grid: PhAIGrid) -> Optional[PhAIBatch]:
@@ -236,11 +282,15 @@ class PhAITrainer:
             self._record({"step": start, "kind": "start", "parameters": count_parameters(model), "device": str(self.device),
                           "world": self.dist.world, "model": self.mcfg.to_dict(), "time": time.time()})
         t_last, n_last = time.perf_counter(), 0
+        t_begin = t_last
         stop = False
         result = {}
         step = start
         for step in range(start, cfg.steps):
             stop_req, drops = self.control.poll(self.cancel)
+            if cfg.time_limit_s and time.perf_counter() - t_begin > cfg.time_limit_s:
+                self._record({"step": step, "kind": "event", "event": "time limit reached"})
+                stop_req = True
             if stop_req:
                 stop = True
                 break

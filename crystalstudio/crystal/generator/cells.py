@@ -143,11 +143,13 @@ def shear_triclinic(L: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 def triclinic_cells(n: int, s: CellSettings, rng: np.random.Generator) -> np.ndarray:
     """Triclinic cells: b' = b + t1 a, c' = c + t2 a + t3 b (volume kept), angles in [angle_min, angle_max]."""
+    if s.shear == "none":
+        L, _ = sample_lengths(n, s, rng)
+        return np.concatenate([L, np.full((n, 3), 90.0)], axis=1)
     out = np.empty((0, 6))
     for _ in range(1000):
         m = 2 * (n - len(out)) + 8
         L, _ = sample_lengths(m, s, rng)
-        a, b, c = L[:, 0], L[:, 1], L[:, 2]
         if s.shear_variant == "keep_lengths":
             ang = rng.uniform(s.angle_min, s.angle_max, (m, 3))
             params = np.concatenate([L, ang], axis=1)
