@@ -191,8 +191,8 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------ files
     def panel_for(self, path: str):
         p = Path(path)
-        name = p.name.lower()
-        for panel in self.panels:
+        # reflection files (also CIFs with reflections) go to Phasing before structures go to Generator
+        for panel in sorted(self.panels, key=lambda x: x.routing_priority):
             if panel.accepts(p):
                 return panel
         return None

@@ -82,14 +82,19 @@ def prepare_problem(reflections, *, structure=None, cell: Optional[UnitCell] = N
     if isinstance(reflections, ReflectionData):
         data = reflections
     else:
-        data = read_reflections(reflections, cell=cell or (ref.cell if ref else None),
-                                space_group=space_group or (ref.space_group if ref else None))
+        data = read_reflections(reflections, cell=cell, space_group=space_group)
     data = data.with_symmetry(cell, space_group)
+    if ref is not None and (data.cell is None or data.space_group is None):  # the model supplies what the file lacks
+        data = data.with_symmetry(data.cell or ref.cell, data.space_group or ref.space_group)
+        data.notes.append("cell and symmetry from the reference model")
     if data.cell is None or data.space_group is None:
         raise InvalidInputError(f"{data.source}: unknown cell or space group — open a companion .ins/.res/.cif or "
                                 "enter them (--cell a b c al be ga --space-group NAME)")
     if ref is not None and not np.allclose(ref.cell.parameters, data.cell.parameters, rtol=0.02, atol=0.05):
         raise InvalidInputError(f"the reference model's cell ({ref.cell}) differs from the data's ({data.cell})")
+    if ref is not None and ref.space_group != data.space_group:
+        raise InvalidInputError(f"the reference model's space group ({ref.space_group}) differs from the data's "
+                                f"({data.space_group})")
     m = data.merged()
     md = m.data
     if len(md) < min_reflections:

@@ -68,13 +68,15 @@ class MetricsFollower:
     def __init__(self, run_dir):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.offset = 0
+        self.inode = None
 
     def poll(self) -> list[dict]:
         if not self.path.exists():
             return []
-        size = self.path.stat().st_size
-        if size < self.offset:  # rewritten (resume): start over
+        st = self.path.stat()
+        if st.st_size < self.offset or st.st_ino != self.inode:  # replaced or truncated (resume): start over
             self.offset = 0
+            self.inode = st.st_ino
         out = []
         with open(self.path) as f:
             f.seek(self.offset)

@@ -13,6 +13,7 @@ log = logging.getLogger("crystalstudio")
 class Panel(QtWidgets.QWidget):
     title = "Panel"
     suffixes: tuple[str, ...] = ()
+    routing_priority = 10  # lower: asked first whether it opens a file
 
     def __init__(self, window, default_content: bool = True):
         super().__init__()

@@ -140,6 +140,7 @@ class DensitySlabView(QtWidgets.QWidget):
         mean = float(np.mean(data))
         z = (data - mean) / sd
         self._image = z
+        self.readout.setText("move the cursor over the map for coordinates and ρ")
         ni, nj = z.shape
         M = plane_basis(self.dmap.cell, ax)
         tr = QtGui.QTransform(M[0, 0] / ni, M[1, 0] / ni, M[0, 1] / nj, M[1, 1] / nj, 0, 0)
