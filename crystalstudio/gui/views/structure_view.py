@@ -114,8 +114,12 @@ class Structure3DView(QtWidgets.QWidget):
             level = float(v.mean() + self.iso_level.value() * v.std())
             if v.max() > level:
                 n = np.array(v.shape)
-                self.iso = scene.visuals.Isosurface(np.ascontiguousarray(v, dtype=np.float32), level=level,
-                                                    color=(0.2, 0.4, 1.0, 0.35), parent=self.view.scene)
+                import warnings
+
+                with warnings.catch_warnings():  # vispy's marching cubes overflows int8 shifts harmlessly
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    self.iso = scene.visuals.Isosurface(np.ascontiguousarray(v, dtype=np.float32), level=level,
+                                                        color=(0.2, 0.4, 1.0, 0.35), parent=self.view.scene)
                 M = np.eye(4)
                 M[:3, :3] = (A / n[None, :]).T  # vertices are grid indices (i, j, k); vispy multiplies row vectors
                 self.iso.transform = scene.transforms.MatrixTransform(M)
