@@ -188,22 +188,28 @@ def separable_allowed(space_group: SpaceGroup, cells: torch.Tensor) -> bool:
 
 
 def _separable_per_structure(hkl, cells, xyz, types, occ, uiso, sg, coef, dtype, max_elements, group: int = 32):
+    """Per-structure lists (B, M, 3): structures with similar index boxes are grouped, each group is
+    computed on the box around its lists, and every list is picked from its group's box."""
     B, M = hkl.shape[:2]
     cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
     out = torch.empty((B, M), dtype=cdtype, device=hkl.device)
+    h_all = hkl.long()
+    ext = torch.cat([h_all.min(dim=1).values, h_all.max(dim=1).values], dim=1).cpu().numpy()  # (B, 6)
+    size = ext[:, 3:] - ext[:, :3] + 1
+    order = np.lexsort((size[:, 1], size[:, 0], size[:, 2], size.prod(axis=1)))
+    order = torch.as_tensor(order, device=hkl.device)
     for b0 in range(0, B, group):
-        sl = slice(b0, min(B, b0 + group))
-        h = hkl[sl].long()
+        ix = order[b0 : b0 + group]
+        h = h_all[ix]
         lo = h.reshape(-1, 3).min(dim=0).values
-        size = (h.reshape(-1, 3).max(dim=0).values - lo + 1)
-        nh, nk, nl = size.tolist()
+        nh, nk, nl = (h.reshape(-1, 3).max(dim=0).values - lo + 1).tolist()
         r = [torch.arange(n, device=hkl.device) for n in (nh, nk, nl)]
         box_hkl = torch.stack(torch.meshgrid(r[0] + lo[0], r[1] + lo[1], r[2] + lo[2], indexing="ij"), -1).reshape(-1, 3)
-        Fb = _structure_factors_separable(box_hkl.to(dtype), (lo, (nh, nk, nl)), cells[sl], xyz[sl], types[sl],
-                                          occ[sl], uiso[sl], sg, coef, dtype, max_elements)
+        Fb = _structure_factors_separable(box_hkl.to(dtype), (lo, (nh, nk, nl)), cells[ix], xyz[ix], types[ix],
+                                          occ[ix], uiso[ix], sg, coef, dtype, max_elements)
         rel = h - lo
         idx = (rel[..., 0] * nk + rel[..., 1]) * nl + rel[..., 2]
-        out[sl] = torch.gather(Fb, 1, idx)
+        out[ix] = torch.gather(Fb, 1, idx)
     return out
 
 
@@ -251,6 +257,8 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
     hk = hkl.long() - lo
     flat_index = (hk[:, 0] * nl + hk[:, 2]) * nk + hk[:, 1]  # position in (h, l, k) order
     families = sorted({int(r[0] == r[2]) for r in rdiag})  # 1: X·Z, 0: X·conj(Z)
+    # centrosymmetric with translations in halves: every exp(2πi h·t) is ±1 and F is real
+    real_phases = real and bool(np.all(np.abs(2 * tm - np.round(2 * tm)) < 1e-9))
     chunk = max(1, min(B, max_elements // max(1, N * 5 * nh * nl * 4)))
     for b0 in range(0, B, chunk):
         sl = slice(b0, min(B, b0 + chunk))
@@ -263,31 +271,46 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
         weight = amp[types[sl]] * occ[sl, :, None]
         x = torch.remainder(xyz[sl], 1.0)
         ah, ak, al = TWO_PI * x[..., 0, None] * hr, TWO_PI * x[..., 1, None] * kr, TWO_PI * x[..., 2, None] * lr
-        Xc, Xs, Zc, Zs = torch.cos(ah), torch.sin(ah), torch.cos(al), torch.sin(al)
-        # the (h, l) Gaussians laid out as (b, nh, nl, N, 5) for the matrix product below
-        w_hl = torch.exp(-beta[:, None, None, :, :] * p_hl[:, :, :, None, None])
+        # trig tables laid out (b, nh, 1, N) and (b, 1, nl, N) so the (h, l) products come out contiguous
+        Xc, Xs = torch.cos(ah).transpose(1, 2)[:, :, None], torch.sin(ah).transpose(1, 2)[:, :, None]
+        Zc, Zs = torch.cos(al).transpose(1, 2)[:, None], torch.sin(al).transpose(1, 2)[:, None]
+        # the (h, l) Gaussians laid out as (b, 1, nh, nl, N, 5) for the matrix product below
+        w_hl = torch.exp(-beta[:, None, None, None, :, :] * p_hl[:, None, :, :, None, None])
         e_k = torch.exp(-beta[..., None] * p_k[:, None, None, :]) * weight[..., None]  # (b, N, 5, nk)
-        ck = torch.cat([e_k * torch.cos(ak)[:, :, None], e_k * torch.sin(ak)[:, :, None]], dim=-1)  # (b, N, 5, 2nk)
-        ck = ck.reshape(b, N * 5, 2 * nk)
-        prods = {}
+        ck_r, ck_i = (e_k * torch.cos(ak)[:, :, None]).reshape(b, N * 5, nk), (e_k * torch.sin(ak)[:, :, None]).reshape(b, N * 5, nk)
+        parts = {}
         for fam in families:
             sgn = 1.0 if fam else -1.0  # X·Z or X·conj(Z)
-            re = Xc[..., :, None] * Zc[..., None, :] - sgn * Xs[..., :, None] * Zs[..., None, :]
-            im = sgn * Xc[..., :, None] * Zs[..., None, :] + Xs[..., :, None] * Zc[..., None, :]
-            base = torch.stack([re, im], dim=1).permute(0, 1, 3, 4, 2)  # (b, 2, nh, nl, N)
-            a = (base[..., None] * w_hl[:, None]).reshape(b, 2 * nh * nl, N * 5)
-            M = torch.bmm(a, ck)  # (b, 2·nh·nl, 2·nk): [ar; ai] × [cr, ci]
-            RR, RI = M[:, : nh * nl, :nk], M[:, : nh * nl, nk:]
-            IR, II = M[:, nh * nl :, :nk], M[:, nh * nl :, nk:]
-            prods[fam] = {(False, False): torch.complex(RR - II, RI + IR), (True, False): torch.complex(RR + II, RI - IR),
-                          (False, True): torch.complex(RR + II, IR - RI), (True, True): torch.complex(RR - II, -(RI + IR))}
-        F = torch.zeros((b, nh * nl, nk), dtype=cdtype, device=device)
-        for k, r in enumerate(rdiag):
-            fam = int(r[0] == r[2])
-            F += op_phase[k] * prods[fam][(bool(r[0] < 0), bool(r[1] < 0))]
+            re = Xc * Zc - sgn * (Xs * Zs)
+            im = sgn * (Xc * Zs) + Xs * Zc
+            base = torch.stack([re, im], dim=1)  # (b, 2, nh, nl, N), contiguous
+            a = (base[..., None] * w_hl).reshape(b, 2, nh * nl, N * 5)
+            if real_phases:  # only Re(A·C) = ar·cr − ai·ci is needed: half the products
+                # computed as Cᵀ·Aᵀ: a wide output is several times faster than (h, l) × k with only nk columns
+                ct = torch.stack([ck_r, ck_i], 1).reshape(2 * b, N * 5, nk).transpose(1, 2)
+                M = torch.bmm(ct, a.reshape(2 * b, nh * nl, N * 5).transpose(1, 2)).transpose(1, 2)
+                M = M.reshape(b, 2, nh * nl, nk)
+                parts[fam] = (M[:, 0], M[:, 1])
+            else:
+                ct = torch.cat([ck_r, ck_i], dim=-1).transpose(1, 2)  # [ar; ai] × [cr, ci], computed transposed
+                M = torch.bmm(ct, a.reshape(b, 2 * nh * nl, N * 5).transpose(1, 2)).transpose(1, 2)
+                parts[fam] = (M[:, : nh * nl, :nk], M[:, : nh * nl, nk:], M[:, nh * nl :, :nk], M[:, nh * nl :, nk:])
+        if real_phases:
+            F = torch.zeros((b, nh * nl, nk), dtype=dtype, device=device)
+            for k, r in enumerate(rdiag):
+                RR, II = parts[int(r[0] == r[2])]
+                F += op_phase[k].real * (RR + II if (r[0] < 0) != (r[1] < 0) else RR - II)
+            F = torch.complex(2.0 * F, torch.zeros_like(F))
+        else:
+            F = torch.zeros((b, nh * nl, nk), dtype=cdtype, device=device)
+            for k, r in enumerate(rdiag):
+                RR, RI, IR, II = parts[int(r[0] == r[2])]
+                prod = {(False, False): (RR - II, RI + IR), (True, False): (RR + II, RI - IR),
+                        (False, True): (RR + II, IR - RI), (True, True): (RR - II, -(RI + IR))}[(bool(r[0] < 0), bool(r[1] < 0))]
+                F += op_phase[k] * torch.complex(*prod)
+            if real:
+                F = torch.complex(2.0 * F.real, torch.zeros_like(F.real))
         F = F.reshape(b, -1)[:, flat_index]
-        if real:
-            F = torch.complex(2.0 * F.real, torch.zeros_like(F.real))
         cen = sg.centring_vectors
         if len(cen) > 1:
             ph = TWO_PI * (hkl.to(dtype) @ torch.as_tensor(cen, dtype=dtype, device=device).T)

@@ -220,12 +220,16 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
     sq = sq.reshape(len(rows), -1)  # (b, K·O), index = k·O + o
     reach = (ra + r_new) * (1 + mol.bond_jitter) + mol.nonbonded_cap
     near = state.image_valid(rows, K).repeat_interleave(O, dim=1) & (sq < (reach**2)[:, None])
-    M = max(int(near.sum(dim=1).max()), 1)
-    key = torch.where(near, sq, torch.full_like(sq, float("inf")))
-    sel_idx = torch.topk(key, M, dim=1, largest=False).indices
+    # compact the near images to the front of each row (order does not matter: all are tested)
+    count = near.sum(dim=1)
+    M = max(int(count.max()), 1)
+    r_i, c_i = near.nonzero(as_tuple=True)
+    slot_i = near.cumsum(dim=1)[r_i, c_i] - 1
+    sel_idx = torch.zeros((len(rows), M), dtype=torch.long, device=dev)
+    sel_idx[r_i, slot_i] = c_i
     k_idx, o_idx = sel_idx // O, sel_idx % O
     nb_v = torch.gather(cart, 1, k_idx[..., None].expand(-1, -1, 3)) + torch.gather(off, 1, o_idx[..., None].expand(-1, -1, 3))
-    nb_valid = torch.gather(near, 1, sel_idx)
+    nb_valid = torch.arange(M, device=dev)[None, :] < count[:, None]
     nb_r = torch.gather(state.image_radius(rows, K), 1, k_idx)
     pending = torch.arange(rows.numel(), device=dev)
     for T in _rounds(mol.tries_per_anchor, per_round):

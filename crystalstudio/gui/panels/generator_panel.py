@@ -19,6 +19,7 @@ from ..views.density_view import DensitySlabView
 from ..views.forms import DataclassForm, FieldSpec
 from ..views.plots import HistogramPlot
 from ..views.reciprocal_view import ReciprocalPlaneView
+from ..views.scene import SceneData, build_scene
 from ..views.structure_view import Structure3DView
 from .base import Panel
 
@@ -69,6 +70,13 @@ MOLECULE_SPECS = {
     "tries_per_anchor": FieldSpec("tries per anchor", "sphere points tried around the chosen bonded atom", 1, 1000, 1),
     "elements_per_atom": FieldSpec("elements per atom", "element choices before the atom is dropped", 1, 10, 1),
 }
+
+
+def preview_with_scene(settings: GeneratorSettings, seed: int, d_min: float, iso_sigma: Optional[float],
+                       cancel=None) -> tuple[CalculatedData, float, SceneData]:
+    """Worker side of "Generate": the structure, its reflections and map, and the 3D geometry."""
+    data, seconds = preview_structure(settings, seed, d_min, cancel=cancel)
+    return data, seconds, build_scene(data.structure, data.dmap, iso_sigma)
 
 
 class GeneratorPanel(Panel):
@@ -177,22 +185,22 @@ class GeneratorPanel(Panel):
         s = GeneratorSettings.from_dict(s.to_dict())
         self._click_time = time.perf_counter()
         d_min = float(self.window_.settings.value("views/d_min", 0.8))
-        self.run("preview", preview_structure, s, self.seed, d_min, key="generator-preview", track=False,
-                 label="Generate structure", on_result=self._show_preview)
+        self.run("preview", preview_with_scene, s, self.seed, d_min, self.view3d.iso_sigma(), key="generator-preview",
+                 track=False, label="Generate structure", on_result=self._show_preview)
 
     def _show_preview(self, result) -> None:
-        data, seconds = result
+        data, seconds, scene = result
         st = data.structure
         self.show_data(data, f"generated: {st.space_group.short_name}, seed {self.seed}, {st.n_sites} atoms in the "
-                             f"ASU, generated and calculated in {1e3 * seconds:.0f} ms")
+                             f"ASU, generated and calculated in {1e3 * seconds:.0f} ms", scene)
 
-    def show_data(self, data: CalculatedData, title: str) -> None:
+    def show_data(self, data: CalculatedData, title: str, scene: Optional[SceneData] = None) -> None:
         t0 = time.perf_counter()
         self.current, self.current_title = data, title
         st = data.structure
         self.slab.set_map(data.dmap, st)
         self.recip.set_reflections(st.cell, st.space_group, data.hkl, np.abs(data.F))
-        self.view3d.set_structure(st, data.dmap)
+        self.view3d.set_structure(st, data.dmap, scene_data=scene)
         comp = st.composition()
         formula = " ".join(f"{k}{v:g}" for k, v in sorted(comp.items(), key=lambda kv: (kv[0] != "C", kv[0] != "H", kv[0])))
         now = time.perf_counter()

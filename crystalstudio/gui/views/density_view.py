@@ -13,6 +13,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ...crystal.maps import DensityMap, plane_basis
 from ...crystal.structure import Structure
 from .colors import element_color
+from .scene import contour_lines, p1_of
 
 AXES = "abc"
 
@@ -68,7 +69,9 @@ class DensitySlabView(QtWidgets.QWidget):
         self.plot.addItem(self.outline)
         self.scatter = pg.ScatterPlotItem(size=9, pen=pg.mkPen("k"))
         self.plot.addItem(self.scatter)
-        self.isocurves: list[pg.IsocurveItem] = []
+        # all σ contours as one NaN-separated curve in the image's pixel coordinates
+        self.contours = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255, 200), width=1), connect="finite")
+        self.contours.setParentItem(self.img)
         self.readout = QtWidgets.QLabel("")
         self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         lay = QtWidgets.QVBoxLayout(self)
@@ -121,13 +124,9 @@ class DensitySlabView(QtWidgets.QWidget):
     def redraw(self, *_) -> None:
         if self.axis_box.count() and self.dmap is not None and self.position.maximum() != self.dmap.shape[self.axis] - 1:
             self._sync_slider()
-        for c in self.isocurves:
-            c.setParentItem(None)
-            if c.scene() is not None:
-                c.scene().removeItem(c)
-        self.isocurves = []
         if self.dmap is None:
             self.img.clear()
+            self.contours.setData([], [])
             self.outline.setData([], [])
             self.scatter.setData([])
             self.readout.setText("no map")
@@ -152,11 +151,8 @@ class DensitySlabView(QtWidgets.QWidget):
         xy = corners @ M.T
         self.outline.setData(xy[:, 0], xy[:, 1])
         step = self.levels.value()
-        for k in range(self.n_levels.value()):
-            c = pg.IsocurveItem(level=step * (k + 1), pen=pg.mkPen((255, 255, 255, 200), width=1))
-            c.setData(z)
-            c.setParentItem(self.img)
-            self.isocurves.append(c)
+        lines = contour_lines(z, [step * (k + 1) for k in range(self.n_levels.value())])
+        self.contours.setData(lines[:, 0] + 0.5, lines[:, 1] + 0.5)  # grid point i is pixel centre i + 0.5
         self._draw_atoms(M, start, thick)
         self.slab_changed.emit(ax, start, thick)
 
@@ -168,7 +164,7 @@ class DensitySlabView(QtWidgets.QWidget):
         others = [i for i in range(3) if i != ax]
         spots = []
         if self.structure is not None:
-            p1 = self.structure.expand_to_p1()
+            p1 = p1_of(self.structure)
             for s in p1.sites:
                 w = (s.xyz[ax] - start) % 1.0
                 if w <= thick + 1e-9 or thick >= 0.999:

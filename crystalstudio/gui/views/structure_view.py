@@ -16,6 +16,7 @@ from ...crystal.elements import covalent_radius
 from ...crystal.maps import DensityMap
 from ...crystal.structure import Structure
 from .colors import element_color
+from .scene import SceneData, build_scene
 
 
 def opengl_available() -> bool:
@@ -29,6 +30,7 @@ class Structure3DView(QtWidgets.QWidget):
         self.structure: Optional[Structure] = None
         self.dmap: Optional[DensityMap] = None
         self.peaks: Optional[np.ndarray] = None
+        self._scene_data: Optional[SceneData] = None
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         row = QtWidgets.QHBoxLayout()
@@ -72,17 +74,33 @@ class Structure3DView(QtWidgets.QWidget):
         self.peak_markers = scene.visuals.Markers(parent=self.view.scene)
         self.bonds = scene.visuals.Line(parent=self.view.scene, connect="segments", color=(0.35, 0.35, 0.35, 1), width=3)
         self.box = scene.visuals.Line(parent=self.view.scene, connect="segments", color=(0.1, 0.1, 0.6, 1), width=1.5)
-        self.iso = None
+        self.iso = scene.visuals.Mesh(parent=self.view.scene, color=(0.2, 0.4, 1.0, 0.35))
+        self.iso.set_gl_state("translucent", depth_test=True, cull_face=False)
+        self.iso.visible = False
 
     def set_structure(self, structure: Optional[Structure], dmap: Optional[DensityMap] = None,
-                      peaks: Optional[np.ndarray] = None) -> None:
+                      peaks: Optional[np.ndarray] = None, scene_data: Optional[SceneData] = None) -> None:
+        """Show a model and map; scene_data, when a worker built it for the same objects and the current
+        isosurface level, saves the P1 expansion, bonds and marching cubes on the GUI thread."""
         self.structure, self.dmap, self.peaks = structure, dmap, peaks
+        self._scene_data = scene_data
         self.redraw()
+
+    def iso_sigma(self) -> Optional[float]:
+        """The isosurface level in σ the view wants now (None: isosurface off)."""
+        return float(self.iso_level.value()) if self.show_iso.isChecked() else None
+
+    def _current_scene(self) -> SceneData:
+        sd = self._scene_data
+        want = self.iso_sigma() if self.dmap is not None else None
+        if sd is None or sd.structure is not self.structure or sd.iso_sigma != want:
+            sd = build_scene(self.structure, self.dmap, want)
+            self._scene_data = sd
+        return sd
 
     def redraw(self, *_) -> None:
         if self.canvas is None:
             return
-        scene = self._scene
         cell = self.structure.cell if self.structure is not None else (self.dmap.cell if self.dmap is not None else None)
         if cell is None:
             self.markers.set_data(np.zeros((0, 3)))
@@ -91,14 +109,13 @@ class Structure3DView(QtWidgets.QWidget):
         corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
         edges = [(a, b) for a in range(8) for b in range(a + 1, 8) if np.sum(np.abs(corners[a] - corners[b])) == 1]
         self.box.set_data(pos=np.array([corners[e] for pair in edges for e in pair]) @ A.T)
-        if self.structure is not None and self.structure.n_sites:
-            p1 = self.structure.expand_to_p1()
-            xyz = np.array([s.xyz % 1.0 for s in p1.sites]) @ A.T
-            els = [s.element for s in p1.sites]
-            colors = np.array([(*element_color(e), 1.0) for e in els])
-            sizes = np.array([8 + 10 * covalent_radius(e) for e in els])
-            self.markers.set_data(xyz, face_color=colors, size=sizes, edge_color=(0.2, 0.2, 0.2, 1), edge_width=1)
-            self.bonds.set_data(pos=self._bond_segments(xyz, els) if self.show_bonds.isChecked() else np.zeros((2, 3)))
+        sd = self._current_scene()
+        if len(sd.xyz):
+            colors = np.array([(*element_color(e), 1.0) for e in sd.elements])
+            sizes = np.array([8 + 10 * covalent_radius(e) for e in sd.elements])
+            self.markers.set_data(sd.xyz, face_color=colors, size=sizes, edge_color=(0.2, 0.2, 0.2, 1), edge_width=1)
+            show_bonds = self.show_bonds.isChecked() and len(sd.bonds)
+            self.bonds.set_data(pos=sd.bonds if show_bonds else np.zeros((2, 3)))
         else:
             self.markers.set_data(np.zeros((1, 3)), size=0)
             self.bonds.set_data(pos=np.zeros((2, 3)))
@@ -106,38 +123,12 @@ class Structure3DView(QtWidgets.QWidget):
             self.peak_markers.set_data((self.peaks % 1.0) @ A.T, face_color=(1, 0.2, 0.2, 0.9), size=7, symbol="cross")
         else:
             self.peak_markers.set_data(np.zeros((1, 3)), size=0)
-        if self.iso is not None:
-            self.iso.parent = None
-            self.iso = None
-        if self.dmap is not None and self.show_iso.isChecked():
-            v = self.dmap.values
-            level = float(v.mean() + self.iso_level.value() * v.std())
-            if v.max() > level:
-                n = np.array(v.shape)
-                import warnings
-
-                with warnings.catch_warnings():  # vispy's marching cubes overflows int8 shifts harmlessly
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    self.iso = scene.visuals.Isosurface(np.ascontiguousarray(v, dtype=np.float32), level=level,
-                                                        color=(0.2, 0.4, 1.0, 0.35), parent=self.view.scene)
-                M = np.eye(4)
-                M[:3, :3] = (A / n[None, :]).T  # vertices are grid indices (i, j, k); vispy multiplies row vectors
-                self.iso.transform = scene.transforms.MatrixTransform(M)
-                self.iso.set_gl_state("translucent", depth_test=True, cull_face=False)
+        if sd.iso is not None:
+            self.iso.set_data(vertices=sd.iso[0].astype(np.float32), faces=sd.iso[1])
+            self.iso.visible = True
+        else:
+            self.iso.visible = False
         centre = A @ np.array([0.5, 0.5, 0.5])
         self.view.camera.center = tuple(centre)
         self.view.camera.distance = 3.2 * float(max(cell.parameters[:3]))
         self.canvas.update()
-
-    @staticmethod
-    def _bond_segments(xyz: np.ndarray, els: list[str]) -> np.ndarray:
-        r = np.array([covalent_radius(e) for e in els])
-        d = np.linalg.norm(xyz[:, None] - xyz[None], axis=-1)
-        lim = 1.15 * (r[:, None] + r[None])
-        i, j = np.nonzero(np.triu((d < lim) & (d > 0.4), 1))
-        if len(i) == 0:
-            return np.zeros((2, 3))
-        return np.stack([xyz[i], xyz[j]], axis=1).reshape(-1, 3)
-
-    def render_image(self) -> Optional[np.ndarray]:
-        return None if self.canvas is None else self.canvas.render()
