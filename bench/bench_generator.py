@@ -33,8 +33,8 @@ def main():
         s.content.mode = mode
         generate_batch(64, s, seed=0, device=args.device)  # warm-up (tables, special points)
         big = args.device.startswith("cuda")
-        t_gen, batch = timed(lambda: generate_batch(args.n, s, seed=1, chunk=8192 if big else 2048, device=args.device), 1)
-        t_sf, _ = timed(lambda: batch.structure_factors(hkl, d_min=1.0, device=args.device, chunk=2048 if big else 64), 1)
+        t_gen, batch = timed(lambda: generate_batch(args.n, s, seed=1, chunk=8192 if big else 512, device=args.device), 1)
+        t_sf, _ = timed(lambda: batch.structure_factors(hkl, d_min=1.0, device=args.device, chunk=2048 if big else 64), 2)
         per = (t_gen + t_sf) / args.n * 1e3
         vol = batch.volumes.mean()
         print(f"{mode:9s}: {1e3 * t_gen / args.n:6.3f} ms placement + {1e3 * t_sf / args.n:6.3f} ms structure factors "

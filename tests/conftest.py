@@ -48,6 +48,9 @@ def window(qtbot, tmp_path):
     yield w
     w.close()
     qtbot.waitUntil(lambda: not w.tasks._tasks, timeout=20000)  # every QThread finished and released
+    import gc
+
+    gc.collect()  # the closed window's widgets go here, in the GUI thread (see MainThreadGarbageCollector)
 
 
 def save_screenshot(widget, directory, name: str) -> str:

@@ -113,3 +113,39 @@ def test_event_loop_latency_during_heavy_job(manager, qtbot):
     lat = np.array(lat[2:])
     print(f"event-loop latency during a heavy job: median {1e3 * np.median(lat):.1f} ms, max {1e3 * lat.max():.1f} ms")
     assert len(lat) > 50 and lat.max() < 0.1
+
+
+def test_shutdown_with_running_tasks_returns_promptly(manager, qtbot):
+    """Closing the window blocks the GUI thread while tasks end: their threads must not need it to stop."""
+    for i in range(3):
+        manager.start(f"job{i}", slow_sum, 100_000)
+    qtbot.waitUntil(lambda: all(t.thread.isRunning() for t in manager._tasks), timeout=5000)
+    t0 = time.perf_counter()
+    assert manager.shutdown(10000)  # no event processing in between, as in closeEvent
+    assert time.perf_counter() - t0 < 2.0
+    assert all(t.thread.isFinished() for t in manager._tasks)
+
+
+def test_cyclic_garbage_is_collected_in_the_gui_thread(qtbot):
+    """Automatic collection is off (a worker thread must never run Qt destructors); the GUI-thread
+    timer collects cycles instead."""
+    import gc
+    import weakref
+
+    from crystalstudio.gui.app import make_application
+
+    make_application()
+    assert not gc.isenabled()
+
+    class Node:
+        pass
+
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    ref = weakref.ref(a)
+    del a, b
+    for _ in range(2000):  # enough allocations to pass the generation-0 threshold
+        [Node() for _ in range(2)]
+        x = Node()
+        x.self = x
+    qtbot.waitUntil(lambda: ref() is None, timeout=5000)

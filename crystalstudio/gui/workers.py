@@ -16,7 +16,7 @@ import time
 import traceback
 from typing import Any, Callable, Optional
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from ..errors import Cancelled, CrystalStudioError
 
@@ -172,7 +172,9 @@ class TaskManager(QObject):
         runner.result.connect(task._on_result)
         runner.error.connect(task._on_error)
         runner.cancelled.connect(task._on_cancelled)
-        runner.ended.connect(thread.quit)
+        # QThread.quit is thread-safe: called directly from the worker, so the thread also ends while the GUI
+        # thread is blocked (closing the window waits for it); a queued call would wait for the GUI thread
+        runner.ended.connect(thread.quit, Qt.DirectConnection)
         runner.ended.connect(task._on_ended)
         thread.started.connect(runner.run)
         # forget the task only once its QThread has really finished (never drop a running QThread)
@@ -212,11 +214,20 @@ class TaskManager(QObject):
         ok = True
         deadline = time.monotonic() + timeout_ms / 1000
         for t in list(self._tasks):
-            left = max(0, int(1000 * (deadline - time.monotonic())))
-            if t.thread is not None and not t.thread.wait(left):
-                ok = False
+            if t.thread is None:
+                continue
+            # poll with sleeps that release the GIL: a finishing thread may need it (Shiboken deletes the
+            # Python wrappers of its objects), and QThread.wait() would hold it for the whole timeout
+            while not t.thread.wait(0):
+                if time.monotonic() > deadline:
+                    ok = False
+                    break
+                time.sleep(0.002)
         return ok
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:
         self.cancel_all()
+        for t in list(self._tasks):
+            if t.thread is not None:
+                t.thread.quit()  # the event loop ends as soon as the running function returns
         return self.wait_all(timeout_ms)

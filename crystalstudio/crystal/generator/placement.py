@@ -6,9 +6,12 @@ as trying them one after another.
 
 Distances: a fractional difference is wrapped into [−½, ½); an image at lattice offset n then lies
 at least (|nᵢ| − ½)·wᵢ away along the normal of face i (wᵢ = cell width). So when the largest
-threshold t is below wᵢ/2 the wrapped image is the only one that can matter along i; otherwise
-offsets ±1 along i are tested as well (complete while t < 1.5·wᵢ, which `max_threshold` checks).
-Every image closer than its threshold is tested, not only the nearest.
+threshold t is below wᵢ/2 the wrapped image is the only one that can matter along i. Otherwise, while
+t < wᵢ, only the neighbour on the far side, offset −sign(dᵢ) at ≥ (1 − |dᵢ|)·wᵢ, can come closer (the one
+on the near side lies ≥ (1 + |dᵢ|)·wᵢ > t away), so two images per thin direction are tested; for
+t ≥ wᵢ offsets −m … m with (m + ½)·wᵢ > t are tested. Every image closer than its threshold is tested,
+not only the nearest. The neighbour list of a bonding anchor is built the same way with the anchor's
+reach (bond + non-bonded cap) as the threshold, so it holds the translate nearest to any candidate.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ class PlacementState:
     A_inv: torch.Tensor
     R: torch.Tensor  # (n, 3, 3) all operations
     t: torch.Tensor  # (n, 3)
-    offsets_cart: torch.Tensor  # (B, O, 3) Cartesian lattice translations tested (first one is 0)
+    widths: tuple  # (3,) smallest cell width (Å) along each face normal over the structures
+    max_threshold: float  # Å: the largest distance threshold of the placement rules
     xyz: torch.Tensor  # (B, S, 3)
     element: torch.Tensor  # (B, S) long
     radius: torch.Tensor  # (B, S)
@@ -70,12 +74,10 @@ def make_state(cells: np.ndarray, space_group, n_slots: int, max_threshold: floa
     if bool((1.5 * widths <= max_threshold).any()):
         raise InvalidInputError(f"cells thinner than {max_threshold / 1.5:.2f} Å cannot hold the distance "
                                 f"threshold {max_threshold:.2f} Å; raise a_min")
-    thin = (widths < 2 * max_threshold).any(dim=0).cpu().numpy()
-    ranges = [(0, -1, 1) if thin[i] else (0,) for i in range(3)]
-    offsets = torch.tensor(list(itertools.product(*ranges)), dtype=dtype, device=device)  # (O, 3), first = 0
     n = R.shape[0]
     return PlacementState(
-        A=A, A_inv=torch.linalg.inv(A), R=R, t=t, offsets_cart=torch.einsum("bij,oj->boi", A, offsets),
+        A=A, A_inv=torch.linalg.inv(A), R=R, t=t, widths=tuple(float(w) for w in widths.min(dim=0).values),
+        max_threshold=float(max_threshold),
         xyz=torch.zeros((B, n_slots, 3), dtype=dtype, device=device),
         element=torch.zeros((B, n_slots), dtype=torch.long, device=device),
         radius=torch.zeros((B, n_slots), dtype=dtype, device=device),
@@ -92,15 +94,43 @@ def _to_cartesian(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return torch.stack([a(0, 0) * d0 + a(0, 1) * d1 + a(0, 2) * d2, a(1, 1) * d1 + a(1, 2) * d2, a(2, 2) * d2], -1)
 
 
+def _offset_plan(widths, t: float):
+    """Lattice offsets to test for threshold t (Å) given the smallest widths along the face normals:
+    fixed integer offsets F (C, 3) and far-side flags G (C, 3); image = d + F + G·(−sign d)."""
+    per_dim = []
+    for w in widths:
+        if t < 0.5 * w:
+            per_dim.append([(0, 0)])
+        elif t < w:  # only the far-side neighbour −sign(dᵢ) can come closer than t
+            per_dim.append([(0, 0), (0, 1)])
+        else:  # offsets −m … m with (m + ½)·w > t
+            m = int(np.floor(t / w + 0.5))
+            per_dim.append([(0, 0)] + [(j, 0) for j in range(-m, m + 1) if j != 0])
+    combos = list(itertools.product(*per_dim))  # first combo: no offset
+    F = np.array([[c[i][0] for i in range(3)] for c in combos], dtype=np.float64)
+    G = np.array([[c[i][1] for i in range(3)] for c in combos], dtype=np.float64)
+    return F, G
+
+
+def image_vectors(state: PlacementState, rows, d: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
+    """Cartesian vectors (b, …, C, 3) of every lattice image of a wrapped fractional difference d (b, …, 3)
+    in [−½, ½) that can lie within `threshold` Å (default: the state's largest threshold); the first of
+    the C is the wrapped image itself. See the module notes for which offsets each direction needs."""
+    t = state.max_threshold if threshold is None else threshold
+    F, G = _offset_plan(state.widths, t)
+    A = state.A[rows]
+    if len(F) == 1:
+        return _to_cartesian(A, d)[..., None, :]
+    frac = d[..., None, :] + torch.as_tensor(F, dtype=d.dtype, device=d.device)
+    if G.any():
+        frac = frac - torch.sign(d)[..., None, :] * torch.as_tensor(G, dtype=d.dtype, device=d.device)
+    return _to_cartesian(A, frac)
+
+
 def _sq_distances(state: PlacementState, rows, diff_frac: torch.Tensor) -> torch.Tensor:
-    """Squared distances (b, T, K, O) for fractional differences (b, T, K, 3) over the tested offsets."""
-    d = diff_frac - torch.round(diff_frac)
-    cart = _to_cartesian(state.A[rows], d)  # (b, T, K, 3)
-    off = state.offsets_cart[rows]  # (b, O, 3)
-    if off.shape[1] == 1:
-        return (cart * cart).sum(-1, keepdim=True)
-    c = cart[..., None, :] + off[:, None, None, :, :]
-    return (c * c).sum(-1)
+    """Squared distances (b, T, K, C) for fractional differences (b, T, K, 3) over the tested images."""
+    v = image_vectors(state, rows, diff_frac - torch.round(diff_frac))
+    return (v * v).sum(-1)
 
 
 def pair_sq_distances(state: PlacementState, rows, cand: torch.Tensor, K: int) -> torch.Tensor:
@@ -213,22 +243,22 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
     # neighbour list of the anchor: anchor-relative Cartesian vectors of nearby images (b, M, 3)
     d = state.images[rows, :K] - ax[:, None, :]
     d = d - torch.round(d)
-    cart = _to_cartesian(A, d)  # (b, K, 3)
-    off = state.offsets_cart[rows]  # (b, O, 3)
-    O = off.shape[1]
-    sq = (cart * cart).sum(-1, keepdim=True) + 2 * torch.bmm(cart, off.transpose(1, 2)) + (off * off).sum(-1)[:, None, :]
-    sq = sq.reshape(len(rows), -1)  # (b, K·O), index = k·O + o
+    # every image within reach of the anchor, whichever lattice translate is nearest to the candidate
     reach = (ra + r_new) * (1 + mol.bond_jitter) + mol.nonbonded_cap
-    near = state.image_valid(rows, K).repeat_interleave(O, dim=1) & (sq < (reach**2)[:, None])
+    vec = image_vectors(state, rows, d, float(reach.max()) if len(reach) else 0.0)  # (b, K, C, 3)
+    C = vec.shape[2]
+    vec = vec.reshape(len(rows), -1, 3)  # index = k·C + c
+    sq = (vec * vec).sum(-1)  # (b, K·C)
+    near = state.image_valid(rows, K).repeat_interleave(C, dim=1) & (sq < (reach**2)[:, None])
     # compact the near images to the front of each row (order does not matter: all are tested)
     count = near.sum(dim=1)
     M = max(int(count.max()), 1)
-    r_i, c_i = near.nonzero(as_tuple=True)
-    slot_i = near.cumsum(dim=1)[r_i, c_i] - 1
+    r_i, c_i = near.nonzero(as_tuple=True)  # row-major: each row's entries are consecutive
+    slot_i = torch.arange(len(r_i), device=dev) - (torch.cumsum(count, 0) - count)[r_i]
     sel_idx = torch.zeros((len(rows), M), dtype=torch.long, device=dev)
     sel_idx[r_i, slot_i] = c_i
-    k_idx, o_idx = sel_idx // O, sel_idx % O
-    nb_v = torch.gather(cart, 1, k_idx[..., None].expand(-1, -1, 3)) + torch.gather(off, 1, o_idx[..., None].expand(-1, -1, 3))
+    k_idx = sel_idx // C
+    nb_v = torch.gather(vec, 1, sel_idx[..., None].expand(-1, -1, 3))
     nb_valid = torch.arange(M, device=dev)[None, :] < count[:, None]
     nb_r = torch.gather(state.image_radius(rows, K), 1, k_idx)
     pending = torch.arange(rows.numel(), device=dev)

@@ -4,6 +4,7 @@ generated (or opened) structure, batch export to shards, and statistics against 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from pathlib import Path
@@ -91,6 +92,9 @@ class GeneratorPanel(Panel):
         self.current_title = ""
         self._click_time: Optional[float] = None
         self.last_redraw_ms: Optional[float] = None
+        self._prefetched = None  # (key, result) of the next seed, computed ahead
+        self._prefetching = None  # key of the seed being computed ahead
+        self._wanted = None  # key the user asked for while it was being computed ahead
 
         # ---- parameters
         top = QtWidgets.QGroupBox("Structure")
@@ -185,8 +189,43 @@ class GeneratorPanel(Panel):
         s = GeneratorSettings.from_dict(s.to_dict())
         self._click_time = time.perf_counter()
         d_min = float(self.window_.settings.value("views/d_min", 0.8))
-        self.run("preview", preview_with_scene, s, self.seed, d_min, self.view3d.iso_sigma(), key="generator-preview",
-                 track=False, label="Generate structure", on_result=self._show_preview)
+        key = (json.dumps(s.to_dict(), sort_keys=True), self.seed, d_min, self.view3d.iso_sigma())
+        self._wanted = None
+        if self._prefetched is not None and self._prefetched[0] == key:
+            result, self._prefetched = self._prefetched[1], None
+            self._preview_ready(result, key, s)
+            return
+        if self._prefetching == key:  # computed ahead and not finished yet: show it when it is
+            self._wanted = key
+            return
+        self.run("preview", preview_with_scene, s, self.seed, d_min, key[3], key="generator-preview",
+                 track=False, label="Generate structure",
+                 on_result=lambda r, key=key, s=s: self._preview_ready(r, key, s))
+
+    def _preview_ready(self, result, key, settings: GeneratorSettings) -> None:
+        self._show_preview(result)
+        # the next seed is computed while the user looks at this one: "Next" then only redraws
+        nxt = (key[0], key[1] + 1, key[2], key[3])
+        self._prefetching = nxt
+        self.run("prefetch", preview_with_scene, settings, nxt[1], nxt[2], nxt[3], key="generator-prefetch",
+                 track=False, on_result=lambda r, k=nxt, s=settings: self._prefetch_done(r, k, s),
+                 on_error=lambda msg, tb, k=nxt, s=settings: self._prefetch_failed(msg, tb, k, s))
+
+    def _prefetch_done(self, result, key, settings: GeneratorSettings) -> None:
+        if self._prefetching == key:
+            self._prefetching = None
+        if self._wanted == key:
+            self._wanted = None
+            self._preview_ready(result, key, settings)
+        else:
+            self._prefetched = (key, result)
+
+    def _prefetch_failed(self, msg, tb, key, settings: GeneratorSettings) -> None:
+        if self._prefetching == key:
+            self._prefetching = None
+        if self._wanted == key:  # the user asked for this seed: report as the direct run would
+            self._wanted = None
+            self.error("Generate structure failed", msg, tb)
 
     def _show_preview(self, result) -> None:
         data, seconds, scene = result
