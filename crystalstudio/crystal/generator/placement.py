@@ -34,6 +34,8 @@ class PlacementState:
     A_inv: torch.Tensor
     R: torch.Tensor  # (n, 3, 3) all operations
     t: torch.Tensor  # (n, 3)
+    G: torch.Tensor  # (B, 3, 3) metric tensor AᵀA (Å²)
+    oblique: tuple  # oblique[i][j]: some structure has a nonzero G_ij (i ≠ j)
     widths: tuple  # (3,) smallest cell width (Å) along each face normal over the structures
     max_threshold: float  # Å: the largest distance threshold of the placement rules
     xyz: torch.Tensor  # (B, S, 3)
@@ -69,6 +71,7 @@ def make_state(cells: np.ndarray, space_group, n_slots: int, max_threshold: floa
     R = torch.as_tensor(space_group.rotations, dtype=dtype, device=device)
     t = torch.as_tensor(space_group.translations, dtype=dtype, device=device)
     V = torch.abs(torch.linalg.det(A))
+    G = A.transpose(1, 2) @ A
     widths = torch.stack([V / torch.linalg.norm(torch.cross(A[:, :, j], A[:, :, k], dim=-1), dim=-1)
                           for j, k in ((1, 2), (2, 0), (0, 1))], dim=1)
     if bool((1.5 * widths <= max_threshold).any()):
@@ -76,7 +79,9 @@ def make_state(cells: np.ndarray, space_group, n_slots: int, max_threshold: floa
                                 f"threshold {max_threshold:.2f} Å; raise a_min")
     n = R.shape[0]
     return PlacementState(
-        A=A, A_inv=torch.linalg.inv(A), R=R, t=t, widths=tuple(float(w) for w in widths.min(dim=0).values),
+        A=A, A_inv=torch.linalg.inv(A), R=R, t=t, G=G,
+        oblique=tuple(tuple(bool((G[:, i, j].abs() > 1e-12).any()) for j in range(3)) for i in range(3)),
+        widths=tuple(float(w) for w in widths.min(dim=0).values),
         max_threshold=float(max_threshold),
         xyz=torch.zeros((B, n_slots, 3), dtype=dtype, device=device),
         element=torch.zeros((B, n_slots), dtype=torch.long, device=device),
@@ -112,25 +117,40 @@ def _offset_plan(widths, t: float):
     return F, G
 
 
-def image_vectors(state: PlacementState, rows, d: torch.Tensor, threshold: float | None = None) -> torch.Tensor:
-    """Cartesian vectors (b, …, C, 3) of every lattice image of a wrapped fractional difference d (b, …, 3)
-    in [−½, ½) that can lie within `threshold` Å (default: the state's largest threshold); the first of
-    the C is the wrapped image itself. See the module notes for which offsets each direction needs."""
+def image_fractions(state: PlacementState, d: torch.Tensor, threshold: float | None = None):
+    """Fractional components (f0, f1, f2), each (b, …, C), of every lattice image of a wrapped fractional
+    difference d (b, …, 3) in [−½, ½) that can lie within `threshold` Å (default: the state's largest
+    threshold); image 0 is the wrapped one. See the module notes for which offsets each direction needs."""
     t = state.max_threshold if threshold is None else threshold
     F, G = _offset_plan(state.widths, t)
-    A = state.A[rows]
-    if len(F) == 1:
-        return _to_cartesian(A, d)[..., None, :]
-    frac = d[..., None, :] + torch.as_tensor(F, dtype=d.dtype, device=d.device)
-    if G.any():
-        frac = frac - torch.sign(d)[..., None, :] * torch.as_tensor(G, dtype=d.dtype, device=d.device)
-    return _to_cartesian(A, frac)
+    out = []
+    for i, di in enumerate(d.unbind(-1)):
+        x = di[..., None]
+        if F[:, i].any():
+            x = x + torch.as_tensor(F[:, i], dtype=d.dtype, device=d.device)
+        if G[:, i].any():
+            x = x - torch.sign(di)[..., None] * torch.as_tensor(G[:, i], dtype=d.dtype, device=d.device)
+        out.append(x)
+    C = len(F)
+    return tuple(x.expand(*d.shape[:-1], C) for x in out)
+
+
+def metric_sq(state: PlacementState, rows, f) -> torch.Tensor:
+    """|A·f|² (Å²) from fractional components f = (f0, f1, f2) (b, …) through the metric tensor AᵀA."""
+    G = state.G[rows]
+    shape = (G.shape[0],) + (1,) * (f[0].dim() - 1)
+    g = lambda i, j: G[:, i, j].reshape(shape)
+    f0, f1, f2 = f
+    sq = g(0, 0) * f0 * f0 + g(1, 1) * f1 * f1 + g(2, 2) * f2 * f2
+    for (i, j), fi, fj in (((0, 1), f0, f1), ((0, 2), f0, f2), ((1, 2), f1, f2)):
+        if state.oblique[i][j]:
+            sq = sq + 2 * g(i, j) * fi * fj
+    return sq
 
 
 def _sq_distances(state: PlacementState, rows, diff_frac: torch.Tensor) -> torch.Tensor:
     """Squared distances (b, T, K, C) for fractional differences (b, T, K, 3) over the tested images."""
-    v = image_vectors(state, rows, diff_frac - torch.round(diff_frac))
-    return (v * v).sum(-1)
+    return metric_sq(state, rows, image_fractions(state, diff_frac - torch.round(diff_frac)))
 
 
 def pair_sq_distances(state: PlacementState, rows, cand: torch.Tensor, K: int) -> torch.Tensor:
@@ -245,10 +265,10 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
     d = d - torch.round(d)
     # every image within reach of the anchor, whichever lattice translate is nearest to the candidate
     reach = (ra + r_new) * (1 + mol.bond_jitter) + mol.nonbonded_cap
-    vec = image_vectors(state, rows, d, float(reach.max()) if len(reach) else 0.0)  # (b, K, C, 3)
-    C = vec.shape[2]
-    vec = vec.reshape(len(rows), -1, 3)  # index = k·C + c
-    sq = (vec * vec).sum(-1)  # (b, K·C)
+    f = image_fractions(state, d, float(reach.max()) if len(reach) else 0.0)  # 3 × (b, K, C)
+    C = f[0].shape[2]
+    f = tuple(x.reshape(len(rows), -1) for x in f)  # index = k·C + c
+    sq = metric_sq(state, rows, f)  # (b, K·C)
     near = state.image_valid(rows, K).repeat_interleave(C, dim=1) & (sq < (reach**2)[:, None])
     # compact the near images to the front of each row (order does not matter: all are tested)
     count = near.sum(dim=1)
@@ -258,7 +278,7 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
     sel_idx = torch.zeros((len(rows), M), dtype=torch.long, device=dev)
     sel_idx[r_i, slot_i] = c_i
     k_idx = sel_idx // C
-    nb_v = torch.gather(vec, 1, sel_idx[..., None].expand(-1, -1, 3))
+    nb_v = _to_cartesian(A, torch.stack([torch.gather(x, 1, sel_idx) for x in f], dim=-1))  # (b, M, 3)
     nb_valid = torch.arange(M, device=dev)[None, :] < count[:, None]
     nb_r = torch.gather(state.image_radius(rows, K), 1, k_idx)
     pending = torch.arange(rows.numel(), device=dev)
