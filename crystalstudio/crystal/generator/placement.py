@@ -279,6 +279,7 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
     sel_idx[r_i, slot_i] = c_i
     k_idx = sel_idx // C
     nb_v = _to_cartesian(A, torch.stack([torch.gather(x, 1, sel_idx) for x in f], dim=-1))  # (b, M, 3)
+    nb_sq = (nb_v * nb_v).sum(-1)
     nb_valid = torch.arange(M, device=dev)[None, :] < count[:, None]
     nb_r = torch.gather(state.image_radius(rows, K), 1, k_idx)
     pending = torch.arange(rows.numel(), device=dev)
@@ -290,8 +291,9 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
             1 + mol.bond_jitter * (2 * torch.rand((b, T), generator=gen, device=dev, dtype=dt) - 1))
         u = torch.randn((b, T, 3), generator=gen, device=dev, dtype=dt)
         rel = bond[..., None] * u / torch.linalg.norm(u, dim=-1, keepdim=True)  # (b, T, 3)
-        diff = rel[:, :, None, :] - nb_v[pending, None, :, :]
-        dsq = (diff * diff).sum(-1)[..., None]  # (b, T, M, 1)
+        nv = nb_v[pending]  # |r − n|² = |r|² + |n|² − 2 r·n, one batched product instead of (b, T, M, 3)
+        dsq = ((rel * rel).sum(-1)[:, :, None] + nb_sq[pending, None, :]
+               - 2 * torch.bmm(rel, nv.transpose(1, 2)))[..., None]  # (b, T, M, 1)
         rule = bond_rule_ok(dsq, r_new[pending], nb_r[pending], mol)
         ok = (rule | ~nb_valid[pending, None, :, None]).flatten(2).all(-1)
         cand = torch.einsum("bij,btj->bti", state.A_inv[rows[pending]], ax_cart[pending, None, :] + rel)
