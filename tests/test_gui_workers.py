@@ -149,3 +149,13 @@ def test_cyclic_garbage_is_collected_in_the_gui_thread(qtbot):
         x = Node()
         x.self = x
     qtbot.waitUntil(lambda: ref() is None, timeout=5000)
+
+
+def test_nothing_starts_after_shutdown(manager, qtbot):
+    """A late signal (a button pressed as the window closes) must not start a thread that would outlive
+    the window: Qt aborts the process when a running QThread is destroyed."""
+    manager.shutdown()
+    ran = []
+    task = manager.start("late", lambda: ran.append(1), on_result=lambda r: ran.append(2))
+    qtbot.wait(200)
+    assert task.is_done and task.thread is None and ran == [] and not manager._tasks

@@ -81,6 +81,7 @@ def run_gui(file: Optional[str] = None, fresh_preferences: bool = False, qt_args
         QtCore.QTimer.singleShot(0, lambda: window.open_path(file))
     rc = app.exec()
     timer.stop()
+    window.tasks.shutdown()  # no worker thread may outlive the window (a QThread destroyed running aborts)
     sys.excepthook = old_hook
     window.deleteLater()
     del window

@@ -151,9 +151,14 @@ class TaskManager(QObject):
         self._tasks: list[Task] = []
         self._keyed: dict[str, Task] = {}
         self.min_interval = min_interval
+        self.closed = False  # set by shutdown(): no task starts afterwards
 
     def start(self, name: str, fn: Callable, *args, key: Optional[str] = None, on_result=None, on_error=None,
               on_progress=None, on_partial=None, on_cancelled=None, on_done=None, **kwargs) -> Task:
+        if self.closed:  # after shutdown (window closing): nothing new starts; the task never reports
+            task = Task(name, self)
+            task.superseded = task.is_done = True
+            return task
         if key is not None and key in self._keyed and not self._keyed[key].is_done:
             old = self._keyed[key]
             old.superseded = True
@@ -226,6 +231,8 @@ class TaskManager(QObject):
         return ok
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """Cancel every task and wait for its thread; afterwards `start` starts nothing."""
+        self.closed = True
         self.cancel_all()
         for t in list(self._tasks):
             if t.thread is not None:
