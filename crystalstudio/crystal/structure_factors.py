@@ -196,7 +196,7 @@ def _separable_per_structure(hkl, cells, xyz, types, occ, uiso, sg, coef, dtype,
     h_all = hkl.long()
     ext = torch.cat([h_all.min(dim=1).values, h_all.max(dim=1).values], dim=1).cpu().numpy()  # (B, 6)
     size = ext[:, 3:] - ext[:, :3] + 1
-    order = np.lexsort((size[:, 1], size[:, 0], size[:, 2], size.prod(axis=1)))
+    order = np.lexsort((size[:, 0], size[:, 2], size[:, 1]))  # by k, then l, then h extent: similar boxes
     order = torch.as_tensor(order, device=hkl.device)
     for b0 in range(0, B, group):
         ix = order[b0 : b0 + group]
