@@ -219,15 +219,9 @@ class TaskManager(QObject):
         ok = True
         deadline = time.monotonic() + timeout_ms / 1000
         for t in list(self._tasks):
-            if t.thread is None:
-                continue
-            # poll with sleeps that release the GIL: a finishing thread may need it (Shiboken deletes the
-            # Python wrappers of its objects), and QThread.wait() would hold it for the whole timeout
-            while not t.thread.wait(0):
-                if time.monotonic() > deadline:
-                    ok = False
-                    break
-                time.sleep(0.002)
+            left = max(0, int(1000 * (deadline - time.monotonic())))
+            if t.thread is not None and not t.thread.wait(left):
+                ok = False
         return ok
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:
