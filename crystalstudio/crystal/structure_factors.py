@@ -295,21 +295,21 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
                 ct = torch.cat([ck_r, ck_i], dim=-1).transpose(1, 2)  # [ar; ai] × [cr, ci], computed transposed
                 M = torch.bmm(ct, a.reshape(b, 2 * nh * nl, N * 5).transpose(1, 2)).transpose(1, 2)
                 parts[fam] = (M[:, : nh * nl, :nk], M[:, : nh * nl, nk:], M[:, nh * nl :, :nk], M[:, nh * nl :, nk:])
-        if real_phases:
-            F = torch.zeros((b, nh * nl, nk), dtype=dtype, device=device)
-            for k, r in enumerate(rdiag):
-                RR, II = parts[int(r[0] == r[2])]
-                F += op_phase[k].real * (RR + II if (r[0] < 0) != (r[1] < 0) else RR - II)
-            F = torch.complex(2.0 * F, torch.zeros_like(F))
-        else:
-            F = torch.zeros((b, nh * nl, nk), dtype=cdtype, device=device)
-            for k, r in enumerate(rdiag):
-                RR, RI, IR, II = parts[int(r[0] == r[2])]
-                prod = {(False, False): (RR - II, RI + IR), (True, False): (RR + II, RI - IR),
-                        (False, True): (RR + II, IR - RI), (True, True): (RR - II, -(RI + IR))}[(bool(r[0] < 0), bool(r[1] < 0))]
-                F += op_phase[k] * torch.complex(*prod)
-            if real:
-                F = torch.complex(2.0 * F.real, torch.zeros_like(F.real))
+        # per operation: X^{±1}·Y^{±1} of the (h, l) and k factors; a negative r1 conjugates the (h, l) part,
+        # a negative r2 the k part, so Re = RR ∓ II and Im = ±RI ± IR
+        F = torch.zeros((b, nh * nl, nk), dtype=dtype if real_phases else cdtype, device=device)
+        for k, r in enumerate(rdiag):
+            conj_hl, conj_k = bool(r[0] < 0), bool(r[1] < 0)
+            P = parts[int(r[0] == r[2])]  # (RR, II) or (RR, RI, IR, II)
+            re = P[0] + P[-1] if conj_hl != conj_k else P[0] - P[-1]
+            if real_phases:
+                F += op_phase[k].real * re
+            else:
+                RI, IR = P[1], P[2]
+                im = (-RI if conj_k else RI) + (-IR if conj_hl else IR)
+                F += op_phase[k] * torch.complex(re, im)
+        if real:
+            F = torch.complex(2.0 * (F if real_phases else F.real), torch.zeros((b, nh * nl, nk), dtype=dtype, device=device))
         F = F.reshape(b, -1)[:, flat_index]
         cen = sg.centring_vectors
         if len(cen) > 1:
