@@ -22,10 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header  # noqa: E402
 
 from crystalstudio.crystal.comparison import compare_phases  # noqa: E402
-from crystalstudio.crystal.maps import grid_size  # noqa: E402
 from crystalstudio.crystal.symmetry import encode_hkl  # noqa: E402
 from crystalstudio.io.structures import read_structure  # noqa: E402
-from crystalstudio.phasing.charge_flipping import (ChargeFlippingSettings, _p1_arrays, charge_flipping,  # noqa: E402
+from crystalstudio.phasing.charge_flipping import (ChargeFlippingSettings, charge_flipping, p1_grid,  # noqa: E402
                                                    quasi_normalised, symmetry_origin)
 from crystalstudio.phasing.solve import prepare_problem, reference_phases  # noqa: E402
 
@@ -38,14 +37,7 @@ def textbook(hkl, F, cell, sg, iterations: int, delta_factor: float = 0.8, seed:
     space-group origin and the seconds spent in the loop."""
     E = quasi_normalised(hkl, F, cell, sg)
     d_min = float(np.min(cell.d_spacing(hkl)))
-    hp, src, _ = _p1_arrays(hkl, E, sg, (1, 1, 1))
-    grid = grid_size(cell, d_min, 3.0, None, np.abs(hp).max(axis=0))
-    hp, src, idx = _p1_arrays(hkl, E, sg, grid)
-    A = np.zeros(grid)
-    A[idx] = E[src]
-    obs = np.zeros(grid, dtype=bool)
-    obs[idx] = True
-    obs[0, 0, 0] = False
+    grid, hp, _, idx, A, obs = p1_grid(hkl, E, cell, sg, d_min, 3.0)
     rng = np.random.default_rng(seed)
     X = sfft.fftn(rng.standard_normal(grid), workers=workers)
     X = np.where(obs, A * np.exp(1j * np.angle(X)), 0)

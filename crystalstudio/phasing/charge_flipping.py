@@ -77,6 +77,23 @@ def _p1_arrays(hkl, F, sg: SpaceGroup, grid):
     return hp, src, idx
 
 
+def p1_grid(hkl, values, cell: UnitCell, sg: SpaceGroup, d_min: float, sampling: float):
+    """The unique set expanded to P1 (with Friedel mates) on an FFT grid of ≥ `sampling` points per d_min.
+
+    Returns (grid, P1 indices hp, source reflection of each, grid positions idx, moduli on the full grid,
+    observed mask with F000 unobserved).
+    """
+    hp, _, _ = _p1_arrays(hkl, values, sg, (1, 1, 1))
+    grid = grid_size(cell, d_min, sampling, None, np.abs(hp).max(axis=0))
+    hp, src, idx = _p1_arrays(hkl, values, sg, grid)
+    moduli = np.zeros(grid)
+    moduli[idx] = values[src]
+    observed = np.zeros(grid, dtype=bool)
+    observed[idx] = True
+    observed[0, 0, 0] = False
+    return grid, hp, src, idx, moduli, observed
+
+
 def _upper_half(grid) -> np.ndarray:
     """True for one of each Friedel pair h, −h (lexicographically positive h) on the FFT grid."""
     H = np.stack(np.meshgrid(*[sfft.fftfreq(k, 1 / k).astype(int) for k in grid], indexing="ij"), -1)
@@ -131,15 +148,7 @@ def charge_flipping(hkl, F_obs, cell: UnitCell, space_group: SpaceGroup, setting
         hkl, F = hkl[keep], F[keep]
     d_min = float(np.min(cell.d_spacing(hkl)))
     work = quasi_normalised(hkl, F, cell, space_group) if s.normalise else F / F.max()
-    hp, src, idx = _p1_arrays(hkl, work, space_group, (1, 1, 1))
-    hmax = np.abs(hp).max(axis=0)
-    grid = grid_size(cell, d_min, s.sampling, None, hmax)
-    hp, src, idx = _p1_arrays(hkl, work, space_group, grid)
-    A_full = np.zeros(grid)
-    A_full[idx] = work[src]
-    obs_full = np.zeros(grid, dtype=bool)
-    obs_full[idx] = True
-    obs_full[0, 0, 0] = False
+    grid, hp, src, idx, A_full, obs_full = p1_grid(hkl, work, cell, space_group, d_min, s.sampling)
     # half-space arrays for real FFTs (l ≥ 0 stored; the rest follows from Friedel's law)
     nl = grid[2] // 2 + 1
     A, obs = A_full[..., :nl], obs_full[..., :nl]
