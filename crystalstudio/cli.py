@@ -168,59 +168,170 @@ def _run_stats(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ phase
+def _bounded(kind, lo=None, hi=None, what="value"):
+    """argparse type: a number within [lo, hi] (checked at parse time)."""
+    def conv(text):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a{'n integer' if kind is int else ' number'}, got '{text}'")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{what} must lie in [{lo:g}, {hi:g}], got {text}")
+        return v
+    return conv
+
+
 @subcommand("phase")
 def _add_phase(sub):
-    p = sub.add_parser("phase", help="solve a structure from reflections (charge flipping or PhAI)")
-    p.add_argument("reflections", help=".hkl (HKLF 4), .fcf, hkl-CIF, .cif with _shelx_hkl_file, .mtz, XDS_ASCII")
-    p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed")
-    p.add_argument("--cell", nargs=6, type=float, metavar=("A", "B", "C", "AL", "BE", "GA"))
+    from .phasing.parameters import DEFAULTS, FIELDS
+
+    def rng(name, kind=int):
+        f = FIELDS[name]
+        return _bounded(kind, f.minimum, f.maximum, name.replace("_", " "))
+
+    p = sub.add_parser("phase", help="solve a structure from reflections: phases, a refined model with elements, "
+                                     "R1 and a verdict")
+    p.add_argument("reflections", help=".hkl (HKLF 4, or HKLF 3 with --amplitudes), .fcf, hkl-CIF, .cif with "
+                                       "_shelx_hkl_file, .mtz, XDS_ASCII")
+    p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed; it also "
+                                       "gives cell, symmetry and cell content when the data lack them")
+    p.add_argument("--cell", nargs=6, type=_bounded(float, 0, None, "cell parameter"),
+                   metavar=("A", "B", "C", "AL", "BE", "GA"))
     p.add_argument("--space-group")
-    p.add_argument("--method", choices=["charge-flipping", "phai"], default="charge-flipping")
+    p.add_argument("--formula", help=FIELDS["formula"].help)
+    p.add_argument("--z", type=rng("z", float), help=FIELDS["z"].help)
+    p.add_argument("--amplitudes", action="store_true", help=FIELDS["amplitudes"].help)
+    p.add_argument("--method", choices=["charge-flipping", "phai"], default=DEFAULTS.method)
     p.add_argument("--model", help="PhAI weights (published PhAI_model.pth or a CrystalStudio checkpoint); "
                                    "default: the shipped small model")
-    p.add_argument("--starts", type=int, default=None, help="random starts (CF default 3, PhAI default 4)")
-    p.add_argument("--cycles", type=int, default=10, help="PhAI: maximum recycling cycles")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv")
+    p.add_argument("--starts", type=_bounded(int, 0, 64, "starts"), default=None,
+                   help=f"random starts (charge flipping {DEFAULTS.cf_starts}, PhAI {DEFAULTS.phai_starts})")
+    p.add_argument("--iterations", type=rng("cf_iterations"), default=DEFAULTS.cf_iterations,
+                   help=FIELDS["cf_iterations"].help)
+    p.add_argument("--cycles", type=rng("phai_cycles"), default=DEFAULTS.phai_cycles, help=FIELDS["phai_cycles"].help)
+    p.add_argument("--seed", type=rng("seed"), default=DEFAULTS.seed)
+    p.add_argument("--no-model", action="store_true", help="phases, map and peaks only: no model, R1 or verdict")
+    p.add_argument("--all-starts", action="store_true", help="run every start even after one is solved")
+    p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv, "
+                                                "model.res + model.hkl")
     p.set_defaults(run=_run_phase)
+
+
+def _check_writable(folder) -> bool:
+    """Create `folder` if needed and prove it is writable before any work; returns whether it was created."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    out = Path(folder)
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CrystalStudioError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
+    return created
 
 
 def _run_phase(args) -> int:
     from .crystal.cell import UnitCell
     from .crystal.symmetry import SpaceGroup
+    from .phasing.parameters import PhasingParameters
     from .phasing.solve import export_solution, prepare_problem, solve_charge_flipping, solve_phai
 
+    params = PhasingParameters(method=args.method, seed=args.seed, formula=args.formula, z=args.z,
+                               amplitudes=args.amplitudes, cf_iterations=args.iterations, phai_cycles=args.cycles,
+                               build_model=not args.no_model, stop_when_solved=not args.all_starts)
+    if args.starts is not None:
+        if args.method == "phai":
+            params.phai_starts = args.starts
+        else:
+            params.cf_starts = max(1, args.starts)
+    if args.z is not None and not args.formula:
+        raise CrystalStudioError("--z needs --formula (Z multiplies the formula)")
     cell = UnitCell(*args.cell) if args.cell else None
     sg = SpaceGroup.from_name(args.space_group) if args.space_group else None
-    problem = prepare_problem(args.reflections, structure=args.structure, cell=cell, space_group=sg)
-    print(problem.summary())
-    bar = TextProgress(args.method)
-    t0 = time.perf_counter()
-    if args.method == "phai":
-        if problem.space_group.number != 14:
-            raise CrystalStudioError(f"PhAI solves P2₁/c (No. 14) only; the data are in {problem.space_group}")
-        from .phasing.phai_inference import load_phai
-        from .phasing.models import default_phai_model
+    created = _check_writable(args.out)
+    try:
+        return _phase(args, params, cell, sg, prepare_problem, solve_charge_flipping, solve_phai, export_solution)
+    except BaseException:
+        if created:
+            _remove_if_empty(args.out)
+        raise
 
+
+def _remove_if_empty(folder) -> None:
+    from pathlib import Path
+
+    try:
+        Path(folder).rmdir()  # only succeeds when nothing was written
+    except OSError:
+        pass
+
+
+def _phase(args, params, cell, sg, prepare_problem, solve_charge_flipping, solve_phai, export_solution) -> int:
+    problem = prepare_problem(args.reflections, structure=args.structure, cell=cell, space_group=sg,
+                              formula=params.formula, z=params.z, amplitudes=params.amplitudes)
+    print(problem.summary())
+    bar = TextProgress(params.method)
+    t0 = time.perf_counter()
+    if params.method == "phai":
+        from .phasing.models import default_phai_model
+        from .phasing.phai_inference import load_phai
+        from .phasing.settings import require_phai_group
+        from .phasing.solve import phai_domain_warnings
+
+        require_phai_group(problem.space_group)
         model = load_phai(args.model) if args.model else default_phai_model()
-        sols = solve_phai(problem, model, max_cycles=args.cycles,
-                          random_starts=4 if args.starts is None else args.starts, seed=args.seed, progress=bar)
+        for w in phai_domain_warnings(problem, model):
+            print(f"warning: {w}")
+        sols = solve_phai(problem, model, max_cycles=params.phai_cycles, random_starts=params.phai_starts,
+                          seed=params.seed, build=params.build_model, stop_when_solved=params.stop_when_solved,
+                          progress=bar)
+        on = int(sols[0].phased.sum())
+        print(f"PhAI phased {on} of {len(problem.hkl)} unique measured reflections (those on its list); the other "
+              f"{len(problem.hkl) - on} are left out of solution.fcf and the map (no phase 0 written for them)")
     else:
         from .phasing.charge_flipping import ChargeFlippingSettings
 
-        s = ChargeFlippingSettings(random_starts=3 if args.starts is None else args.starts, seed=args.seed)
-        sols = solve_charge_flipping(problem, s, progress=bar)
+        s = ChargeFlippingSettings(random_starts=params.cf_starts, max_iterations=params.cf_iterations, seed=params.seed)
+        sols = solve_charge_flipping(problem, s, progress=bar, build=params.build_model,
+                                     stop_when_solved=params.stop_when_solved)
     bar.close()
     dt = time.perf_counter() - t0
     best = sols[0]
+    print(f"{'candidate':38s} {'FOM':>8s} {'R1':>7s}  verdict" + ("      map r  phase error" if best.map_r is not None else ""))
     for i, sol in enumerate(sols[:10]):
-        extra = f"  map r {sol.map_r:.3f}, phase error {sol.phase_error:.1f}°" if sol.map_r is not None else ""
-        print(f"{'*' if i == 0 else ' '} {sol.label:38s} FOM {sol.fom:8.4f}{extra}")
+        r1 = "—" if sol.r1 is None else f"{sol.r1:.3f}"
+        v = "—" if sol.verdict is None else sol.verdict.status
+        extra = f"  {sol.map_r:6.3f}  {sol.phase_error:6.1f}°" if sol.map_r is not None else ""
+        print(f"{'*' if i == 0 else ' '} {sol.label:36s} {sol.fom:8.4f} {r1:>7s}  {v:11s}{extra}")
     paths = export_solution(problem, best, args.out)
-    print(f"solved in {dt:.1f} s; best: {best.label}; {len(best.peaks)} peaks -> {', '.join(paths.values())}")
+    if best.model is not None and best.model.n_atoms:
+        m = best.model
+        print(f"model: {m.n_atoms} atoms ({' '.join(f'{e}{n}' for e, n in _element_counts(m.structure).items())}) "
+              f"in the asymmetric unit; {m.statistics.line()}; refined on F² (Levenberg–Marquardt)")
+        for n in m.notes:
+            print(f"  {n}")
+    print(f"done in {dt:.1f} s; best: {best.label} -> {', '.join(paths.values())}")
     if best.map_r is not None:
-        print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}°  ({'solved' if best.map_r >= 0.8 else 'not solved'})")
+        print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}° against the reference model")
+    verdict = best.verdict
+    if verdict is None:
+        from .phasing.verdict import Verdict
+
+        verdict = Verdict("not solved", None, ["no model was built (--no-model)"])
+    print(verdict.line())
     return 0
+
+
+def _element_counts(structure) -> dict:
+    out: dict = {}
+    for e in structure.elements:
+        out[e] = out.get(e, 0) + 1
+    return out
 
 
 # ------------------------------------------------------------------------------------------ factorise

@@ -174,7 +174,9 @@ class PhAITrainer:
         model = self.model.module if hasattr(self.model, "module") else self.model
         return {"kind": "phai", "model": model.state_dict(), "optimizer": self.opt.state_dict(), "step": step,
                 "lr_drop": self.lr.drop, "config": self.cfg.to_dict(), "model_config": self.mcfg.to_dict(),
-                "best": self.best, "bad_validations": self.bad}
+                "best": self.best, "bad_validations": self.bad,
+                "domain": {"space_group": self.settings.space_group, "a_min": self.settings.cell.a_min,
+                           "a_max": self.settings.cell.a_max}}  # the training domain, read by load_phai
 
     def checkpoint(self, step: int, name: str = "checkpoint_last.pt") -> None:
         if self.dist.is_main:
