@@ -6,6 +6,7 @@
   crystalstudio phase REFLECTIONS …         solve a structure (charge flipping or PhAI)
   crystalstudio train CONFIG                headless training (also under torchrun)
   crystalstudio factorise VOLUME …          DSFU-Net factorisation of a diffuse-scattering plane
+  crystalstudio evaluate MODEL FOLDER …     a PhAI model measured on real P2₁/c-family CIFs
 
 Bad input ends with a one-line reason on stderr and a non-zero exit status.
 """
@@ -168,26 +169,14 @@ def _run_stats(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ phase
-def _bounded(kind, lo=None, hi=None, what="value"):
-    """argparse type: a number within [lo, hi] (checked at parse time)."""
-    def conv(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a{'n integer' if kind is int else ' number'}, got '{text}'")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise argparse.ArgumentTypeError(f"{what} must lie in [{lo:g}, {hi:g}], got {text}")
-        return v
-    return conv
+PHASE_OPTIONS = None  # the ParamOptions of the phase command (built with its parser)
 
 
 @subcommand("phase")
 def _add_phase(sub):
-    from .phasing.parameters import DEFAULTS, FIELDS
-
-    def rng(name, kind=int):
-        f = FIELDS[name]
-        return _bounded(kind, f.minimum, f.maximum, name.replace("_", " "))
+    global PHASE_OPTIONS
+    from .params import add_arguments
+    from .phasing.parameters import DEFAULTS, PhasingParameters
 
     p = sub.add_parser("phase", help="solve a structure from reflections: phases, a refined model with elements, "
                                      "R1 and a verdict")
@@ -195,44 +184,17 @@ def _add_phase(sub):
                                        "_shelx_hkl_file, .mtz, XDS_ASCII")
     p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed; it also "
                                        "gives cell, symmetry and cell content when the data lack them")
-    p.add_argument("--cell", nargs=6, type=_bounded(float, 0, None, "cell parameter"),
-                   metavar=("A", "B", "C", "AL", "BE", "GA"))
+    p.add_argument("--cell", nargs=6, type=float, metavar=("A", "B", "C", "AL", "BE", "GA"))
     p.add_argument("--space-group")
-    p.add_argument("--formula", help=FIELDS["formula"].help)
-    p.add_argument("--z", type=rng("z", float), help=FIELDS["z"].help)
-    p.add_argument("--amplitudes", action="store_true", help=FIELDS["amplitudes"].help)
-    p.add_argument("--method", choices=["charge-flipping", "phai"], default=DEFAULTS.method)
     p.add_argument("--model", help="PhAI weights (published PhAI_model.pth or a CrystalStudio checkpoint); "
                                    "default: the shipped small model")
-    p.add_argument("--starts", type=_bounded(int, 0, 64, "starts"), default=None,
-                   help=f"random starts (charge flipping {DEFAULTS.cf_starts}, PhAI {DEFAULTS.phai_starts})")
-    p.add_argument("--iterations", type=rng("cf_iterations"), default=DEFAULTS.cf_iterations,
-                   help=FIELDS["cf_iterations"].help)
-    p.add_argument("--cycles", type=rng("phai_cycles"), default=DEFAULTS.phai_cycles, help=FIELDS["phai_cycles"].help)
-    p.add_argument("--seed", type=rng("seed"), default=DEFAULTS.seed)
-    p.add_argument("--no-model", action="store_true", help="phases, map and peaks only: no model, R1 or verdict")
-    p.add_argument("--all-starts", action="store_true", help="run every start even after one is solved")
+    p.add_argument("--starts", type=int, default=None,
+                   help=f"random starts (charge flipping {DEFAULTS.cf_starts}, 1…64; PhAI {DEFAULTS.phai_starts}, 0…64)")
+    PHASE_OPTIONS = add_arguments(p, PhasingParameters, exclude=("cf_starts", "phai_starts"),
+                                  names={"cf_iterations": "--iterations", "phai_cycles": "--cycles"})
     p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv, "
                                                 "model.res + model.hkl")
     p.set_defaults(run=_run_phase)
-
-
-def _check_writable(folder) -> bool:
-    """Create `folder` if needed and prove it is writable before any work; returns whether it was created."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    out = Path(folder)
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise CrystalStudioError(f"{out}: output folder is not writable ({exc.strerror or exc})") from None
-    return created
 
 
 def _run_phase(args) -> int:
@@ -241,37 +203,11 @@ def _run_phase(args) -> int:
     from .phasing.parameters import PhasingParameters
     from .phasing.solve import export_solution, prepare_problem, solve_charge_flipping, solve_phai
 
-    params = PhasingParameters(method=args.method, seed=args.seed, formula=args.formula, z=args.z,
-                               amplitudes=args.amplitudes, cf_iterations=args.iterations, phai_cycles=args.cycles,
-                               build_model=not args.no_model, stop_when_solved=not args.all_starts)
+    params = PHASE_OPTIONS.apply(PhasingParameters(), args)
     if args.starts is not None:
-        if args.method == "phai":
-            params.phai_starts = args.starts
-        else:
-            params.cf_starts = max(1, args.starts)
-    if args.z is not None and not args.formula:
-        raise CrystalStudioError("--z needs --formula (Z multiplies the formula)")
+        params = params.replace(**{"phai_starts" if params.method == "phai" else "cf_starts": args.starts})
     cell = UnitCell(*args.cell) if args.cell else None
     sg = SpaceGroup.from_name(args.space_group) if args.space_group else None
-    created = _check_writable(args.out)
-    try:
-        return _phase(args, params, cell, sg, prepare_problem, solve_charge_flipping, solve_phai, export_solution)
-    except BaseException:
-        if created:
-            _remove_if_empty(args.out)
-        raise
-
-
-def _remove_if_empty(folder) -> None:
-    from pathlib import Path
-
-    try:
-        Path(folder).rmdir()  # only succeeds when nothing was written
-    except OSError:
-        pass
-
-
-def _phase(args, params, cell, sg, prepare_problem, solve_charge_flipping, solve_phai, export_solution) -> int:
     problem = prepare_problem(args.reflections, structure=args.structure, cell=cell, space_group=sg,
                               formula=params.formula, z=params.z, amplitudes=params.amplitudes)
     print(problem.summary())
@@ -285,6 +221,10 @@ def _phase(args, params, cell, sg, prepare_problem, solve_charge_flipping, solve
 
         require_phai_group(problem.space_group)
         model = load_phai(args.model) if args.model else default_phai_model()
+        if not args.model:
+            from .phasing.models import shipped_phai_note
+
+            print(shipped_phai_note())
         for w in phai_domain_warnings(problem, model):
             print(f"warning: {w}")
         sols = solve_phai(problem, model, max_cycles=params.phai_cycles, random_starts=params.phai_starts,
@@ -322,7 +262,7 @@ def _phase(args, params, cell, sg, prepare_problem, solve_charge_flipping, solve
     if verdict is None:
         from .phasing.verdict import Verdict
 
-        verdict = Verdict("not solved", None, ["no model was built (--no-model)"])
+        verdict = Verdict("not solved", None, ["no model was built (--no-build-model)"])
     print(verdict.line())
     return 0
 
@@ -332,6 +272,56 @@ def _element_counts(structure) -> dict:
     for e in structure.elements:
         out[e] = out.get(e, 0) + 1
     return out
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+@subcommand("evaluate")
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="measure a PhAI model on a folder of real P2₁/c-family CIFs (seed paper 1's "
+                                        "protocol: solved fraction, median map r, per-structure CSV, r-vs-volume PNG)")
+    p.add_argument("model", help="PhAI weights (published PhAI_model.pth layout or a CrystalStudio checkpoint)")
+    p.add_argument("folder", help="folder of .cif files (searched recursively; other space groups are listed, "
+                                  "not evaluated)")
+    p.add_argument("--out", default="evaluation", help="output folder (a re-run resumes there)")
+    p.add_argument("--cells", nargs=2, type=float, default=(4.0, 10.0), metavar=("A_MIN", "A_MAX"),
+                   help="the model's training cell edges in Å; size classes: all axes ≤ A_MAX, A_MAX–2·A_MAX")
+    p.add_argument("--d-min", type=float, default=1.0, help="resolution of |F| on the list in Å (0: whole list)")
+    p.add_argument("--cycles", type=int, default=10, help="recycling cycles 1…N are candidates")
+    p.add_argument("--starts", type=int, default=4, help="random starts besides the zero start")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16, help="structures scanned together")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    import torch
+
+    from .phasing.evaluate import EvaluateSettings, evaluate_folder
+    from .phasing.phai_inference import load_phai
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = EvaluateSettings(max_cycles=args.cycles, random_starts=args.starts, seed=args.seed, d_min=args.d_min,
+                         cell_range=tuple(args.cells), structures_per_batch=max(1, args.batch))
+    model = load_phai(args.model, device=args.device)
+    bar = TextProgress("evaluate")
+    try:
+        rep = evaluate_folder(model, args.folder, args.out, s, model_path=args.model, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: finished structures are kept in {args.out}/results.csv; run the same command again "
+              "to resume", file=sys.stderr)
+        return 130
+    bar.close()
+    print(rep.summary, end="")
+    for sk in rep.skipped:
+        print(f"  skipped {sk['file']}: {sk['reason']}")
+    passes = f"; {rep.forwards} of {rep.plain_forwards} network passes run" if rep.plain_forwards else ""
+    print(f"{rep.evaluated_now} structures evaluated now ({len(rep.rows) - rep.evaluated_now} resumed) in "
+          f"{rep.seconds:.1f} s{passes} -> {', '.join(rep.paths.values())}")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------ factorise
@@ -428,34 +418,110 @@ def _run_train(args) -> int:
 
 # ------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crystalstudio", description="CrystalStudio: deep-learning crystallography "
-                                "(GUI without a subcommand; FILE opens a structure, reflections, map or volume)")
+    from .params import OneLineArgumentParser
+
+    p = OneLineArgumentParser(prog="crystalstudio", description="CrystalStudio: deep-learning crystallography "
+                              "(GUI without a subcommand; FILE opens a structure, reflections, map or volume)")
     p.add_argument("--version", action="version", version=f"crystalstudio {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
+                           parser_class=OneLineArgumentParser)
     for name, add in SUBCOMMANDS.items():
         add(sub)
     return p
 
 
+def _one_line(text: str, limit: int = 400) -> str:
+    """Whitespace and line breaks collapsed: a message for one line of a terminal."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """(one-line message, exit status) for an exception that ended a command."""
+    if isinstance(exc, Cancelled):
+        return "cancelled", 130
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, CrystalStudioError):
+        return f"error: {_one_line(exc)}", 2
+    if isinstance(exc, MemoryError):
+        return "error: out of memory (try fewer structures at once or a smaller batch)", 1
+    if isinstance(exc, OSError):
+        what = f"{exc.filename}: " if exc.filename else ""
+        return f"error: {what}{_one_line(exc.strerror or exc)}", 2
+    name = type(exc).__name__
+    text = _one_line(exc)
+    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+        return "error: the GPU ran out of memory (use a smaller batch, or --device cpu)", 1
+    if "cuda" in text.lower() and isinstance(exc, (RuntimeError, AssertionError)):
+        return f"error: CUDA is not usable here ({_one_line(text, 160)}); use --device cpu", 1
+    return f"internal error: {name}: {_one_line(text, 240)}; rerun with --debug for the traceback", 1
+
+
+def _check_common_options(args) -> None:
+    """Before any work: a device that can run the job, and an output folder that can be written."""
+    device = getattr(args, "device", None)
+    if device:
+        from .devices import resolve_device
+
+        resolve_device(device)
+
+
+def _run_command(args) -> int:
+    _check_common_options(args)
+    out = getattr(args, "out", None)
+    if out and getattr(args, "checks_out", True):
+        from .outputs import output_folder
+
+        with output_folder(out):
+            return int(args.run(args) or 0)
+    return int(args.run(args) or 0)
+
+
+def _looks_like_command(word: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", word))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run a subcommand (every failure: one line on stderr and a non-zero status; --debug: the traceback)
+    or open the GUI (on FILE when one is given)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS or (argv and argv[0] in ("-h", "--help", "--version")):
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    first = argv[0] if argv else None
+    if first is not None and (first in SUBCOMMANDS or first in ("-h", "--help", "--version")):
         args = build_parser().parse_args(argv)
         if args.command is None:
             build_parser().print_help()
             return 0
         try:
-            return int(args.run(args) or 0)
-        except Cancelled:
-            print("crystalstudio: cancelled", file=sys.stderr)
-            return 130
-        except CrystalStudioError as exc:
-            print(f"crystalstudio {args.command}: error: {exc}", file=sys.stderr)
+            return _run_command(args)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes one line (the traceback with --debug)
+            if debug or isinstance(exc, SystemExit):
+                raise
+            message, status = describe_error(exc)
+            print(f"crystalstudio {args.command}: {message}", file=sys.stderr)
+            return status
+    if first is not None and not first.startswith("-"):
+        from pathlib import Path
+
+        if not Path(first).exists():
+            if _looks_like_command(first):
+                import difflib
+
+                close = difflib.get_close_matches(first, list(SUBCOMMANDS), n=1, cutoff=0.5)
+                hint = f"; did you mean '{close[0]}'?" if close else \
+                    f" (commands: {', '.join(SUBCOMMANDS)}; or give a file to open)"
+                print(f"crystalstudio: error: unknown command '{first}'{hint}", file=sys.stderr)
+            else:
+                print(f"crystalstudio: error: {first}: file does not exist", file=sys.stderr)
             return 2
-        except (OSError, ValueError) as exc:
-            print(f"crystalstudio {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-    gui = argparse.ArgumentParser(prog="crystalstudio", add_help=False)
+    from .params import OneLineArgumentParser
+
+    gui = OneLineArgumentParser(prog="crystalstudio", add_help=False)
     gui.add_argument("file", nargs="?")
     gui.add_argument("--fresh-preferences", action="store_true", help="start with default settings")
     gargs, qt_args = gui.parse_known_args(argv)

@@ -1,70 +1,52 @@
 """One set of phasing parameters for the `phase` command, the Phasing panel and the Python API.
 
-Each field has its default, bounds and help here once; the command line and the panel read them from
-this class (the panel's spin boxes take their ranges and tooltips from `FIELDS`).
+Each field has its default, bounds, unit and help once (crystalstudio.params): the command-line options
+and the panel's spin boxes and tooltips are built from this class, so they cannot drift apart.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Literal, Optional
 
-from ..errors import InvalidInputError
+from pydantic import model_validator
 
-METHODS = ("charge-flipping", "phai")
-
-
-@dataclass(frozen=True)
-class FieldInfo:
-    help: str
-    minimum: Optional[float] = None
-    maximum: Optional[float] = None
-    unit: str = ""
+from ..params import Params, param
 
 
-FIELDS: dict[str, FieldInfo] = {
-    "method": FieldInfo("charge-flipping (any space group) or phai (P2₁/c family, trained network)"),
-    "cf_starts": FieldInfo("charge flipping: random starts (stops early once a start gives a solved model)", 1, 64),
-    "phai_starts": FieldInfo("PhAI: random starts besides the zero start", 0, 64),
-    "cf_iterations": FieldInfo("charge flipping: maximum iterations per start", 50, 20000),
-    "phai_cycles": FieldInfo("PhAI: maximum recycling cycles (every cycle count is a candidate)", 1, 30),
-    "seed": FieldInfo("random seed of the starting phases", 0, 2**31 - 1),
-    "formula": FieldInfo("cell content, e.g. C24H40N16Cl8Cu4 (per cell, or per formula unit with Z)"),
-    "z": FieldInfo("formula units per cell for the formula", 0.01, 1000),
-    "amplitudes": FieldInfo("the reflection file holds |F| (HKLF 3 or a bare list), not intensities"),
-    "build_model": FieldInfo("build, refine and judge a model from each candidate (atoms, elements, R1, verdict)"),
-    "stop_when_solved": FieldInfo("stop trying further starts once a candidate is judged solved"),
-}
+class PhasingParameters(Params):
+    method: Literal["charge-flipping", "phai"] = param(
+        "charge-flipping", label="method",
+        help="charge-flipping (any space group) or phai (the trained network; P2₁/c family only)")
+    cf_starts: int = param(3, ge=1, le=64, label="CF starts",
+                           help="charge flipping: random starts (no further start runs once one gives a solved model)")
+    phai_starts: int = param(4, ge=0, le=64, label="PhAI starts",
+                             help="PhAI: random starting phase sets besides the all-zero start")
+    cf_iterations: int = param(1500, ge=50, le=20000, step=100, label="CF iterations",
+                               help="charge flipping: maximum iterations per start")
+    phai_cycles: int = param(10, ge=1, le=30, label="PhAI cycles",
+                             help="PhAI: maximum recycling cycles (every cycle count is a candidate)")
+    seed: int = param(0, ge=0, le=2**31 - 1, help="random seed of the starting phases")
+    formula: Optional[str] = param(None, label="formula",
+                                   help="cell content, e.g. C24H40N16Cl8Cu4 (per cell, or per formula unit with Z); "
+                                        "empty: from a companion .ins/.res/.cif, else peak heights only")
+    z: Optional[float] = param(None, gt=0, le=1000, label="Z", help="formula units per cell (multiplies the formula)")
+    amplitudes: bool = param(False, label="amplitudes",
+                             help="the reflection file holds |F| (HKLF 3 or a bare list), not intensities")
+    build_model: bool = param(True, label="build model",
+                              help="build, refine and judge a model from each candidate (atoms, elements, R1, verdict)")
+    stop_when_solved: bool = param(True, label="stop when solved",
+                                   help="stop trying further starts once a candidate explains the data (R1 ≤ 0.15)")
 
+    @model_validator(mode="after")
+    def _formula(self):
+        if self.formula is not None and not self.formula.strip():
+            object.__setattr__(self, "formula", None)
+        if self.formula:
+            from .composition import parse_formula
 
-@dataclass
-class PhasingParameters:
-    method: str = "charge-flipping"
-    cf_starts: int = 3
-    phai_starts: int = 4
-    cf_iterations: int = 1500
-    phai_cycles: int = 10
-    seed: int = 0
-    formula: Optional[str] = None
-    z: Optional[float] = None
-    amplitudes: bool = False
-    build_model: bool = True
-    stop_when_solved: bool = True
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self) -> "PhasingParameters":
-        if self.method not in METHODS:
-            raise InvalidInputError(f"method must be one of {', '.join(METHODS)}, got '{self.method}'")
-        for f in fields(self):
-            info = FIELDS[f.name]
-            v = getattr(self, f.name)
-            if v is None or isinstance(v, (bool, str)):
-                continue
-            if info.minimum is not None and v < info.minimum or info.maximum is not None and v > info.maximum:
-                raise InvalidInputError(f"{f.name.replace('_', ' ')} must lie in [{info.minimum:g}, {info.maximum:g}], "
-                                        f"got {v:g}")
+            parse_formula(self.formula)  # InvalidInputError → a ValueError message naming the element
+        if self.z is not None and not self.formula:
+            raise ValueError("z needs a formula (Z multiplies the formula)")
         return self
 
     @property
