@@ -3,7 +3,6 @@
 import subprocess
 import sys
 
-import pytest
 
 from crystalstudio.io.reflections import read_reflections
 from crystalstudio.io.shelx import read_shelx

@@ -22,13 +22,13 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..crystal.cell import UnitCell
-from ..crystal.elements import atomic_number, covalent_radius, symbol_from_number
+from ..crystal.elements import atomic_number, covalent_radius
 from ..crystal.maps import DensityMap, density_map, find_peaks
 from ..crystal.structure import Site, Structure
 from ..crystal.symmetry import SpaceGroup
 from ..jobs import check_cancel, report
 from .composition import Composition
-from .refinement import U_MAX, ObservedData, RefinementResult, refine
+from .refinement import ObservedData, RefinementResult, refine
 
 # elements a site may become when no cell content is known (nearest Z wins)
 COMMON_ELEMENTS = ("C", "N", "O", "F", "P", "S", "Cl", "K", "Ca", "Fe", "Cu", "Zn", "Br", "I")
@@ -297,8 +297,8 @@ def build_model(data: ObservedData, hkl, amplitudes, phases, composition: Option
     max_peaks = int(np.ceil(s.peak_factor * n_exp)) + 5
     peaks = find_peaks(dmap, max_peaks=max_peaks, min_distance=s.min_peak_distance, threshold_sigma=1.0)
     if len(peaks) == 0:
-        raise_empty = Structure(cell, sg, [], title=title)
-        return _empty_model(raise_empty, data, composition, n_exp, notes + ["the map has no peaks"], t0)
+        return _empty_model(Structure(cell, sg, [], title=title), data, composition, n_exp,
+                            notes + ["the map has no peaks"], t0)
     # first guess: peaks (highest first) until their atoms per cell reach 1.15× the expected, elements from
     # the peak heights scaled to the cell content's electrons
     mult_all = n_ops / sg.site_symmetry_order(peaks.xyz, cell, tolerance=0.35)
@@ -387,6 +387,27 @@ def build_model(data: ObservedData, hkl, amplitudes, phases, composition: Option
                           time.perf_counter() - t0)
 
 
+def refine_model(structure: Structure, data: ObservedData, composition: Optional[Composition] = None,
+                 expected_atoms: Optional[float] = None, notes=(), cycles: int = 6, cancel=None) -> StructureModel:
+    """A model a user edited (elements changed, atoms deleted) refined again: x y z, Uiso and scale, then
+    the electrons per site from the scattering-factor refinement, and the atom table."""
+    t0 = time.perf_counter()
+    if structure.n_sites == 0:
+        return _empty_model(structure, data, composition, expected_atoms, list(notes) + ["the model has no atoms"], t0)
+    st = replace(structure, sites=[replace(site, occupancy=1.0, u_aniso=None) for site in structure.sites])
+    res = refine(st, data, cycles=cycles, tolerance=1e-3, cancel=cancel)
+    neutral = replace(res.structure, sites=[replace(site, u_iso=float(np.median(res.structure.u_iso)))
+                                            for site in res.structure.sites])
+    occ_fit = refine(neutral, data, cycles=5, refine_xyz=False, refine_u=True, refine_occupancy=True,
+                     refine_scale=False, scale=res.statistics.scale, tolerance=1e-3, cancel=cancel)
+    electrons = np.array([site.occupancy * atomic_number(site.element) for site in occ_fit.structure.sites])
+    if composition is not None:
+        electrons = electrons * assign_elements(electrons, composition, structure.space_group.n_operations,
+                                                structure.space_group.n_operations / res.site_orders)[1]
+    return StructureModel(res.structure, res, atom_table(res, data, electrons), composition,
+                          expected_atoms if composition is not None else None, list(notes), time.perf_counter() - t0)
+
+
 def _lightest_major(composition: Optional[Composition]) -> str:
     """The element a difference-map peak becomes: the most abundant non-H element (C in organics)."""
     if composition is None or not composition.non_hydrogen:
@@ -462,5 +483,5 @@ def _empty_model(st: Structure, data: ObservedData, composition, n_exp, notes, t
                           time.perf_counter() - t0)
 
 
-__all__ = ["ModelBuildingSettings", "StructureModel", "AtomRow", "build_model", "assign_elements", "atom_table",
-           "distance_matrix", "bonded", "expected_asu_atoms", "fo_map", "U_MAX", "symbol_from_number"]
+__all__ = ["ModelBuildingSettings", "StructureModel", "AtomRow", "build_model", "refine_model", "assign_elements",
+           "atom_table", "distance_matrix", "bonded", "contacts", "swap_by_geometry", "expected_asu_atoms", "fo_map"]

@@ -42,9 +42,13 @@ class PhasingParameters(Params):
         if self.formula is not None and not self.formula.strip():
             object.__setattr__(self, "formula", None)
         if self.formula:
+            from ..errors import InvalidInputError
             from .composition import parse_formula
 
-            parse_formula(self.formula)  # InvalidInputError → a ValueError message naming the element
+            try:
+                parse_formula(self.formula)
+            except InvalidInputError as exc:
+                raise ValueError(str(exc)) from None  # pydantic reports ValueErrors in the field's words
         if self.z is not None and not self.formula:
             raise ValueError("z needs a formula (Z multiplies the formula)")
         return self

@@ -28,7 +28,7 @@ from ..crystal.symmetry import SpaceGroup
 from ..errors import CrystalStudioError, InvalidInputError
 from ..jobs import check_cancel, report
 from .composition import Composition, composition_from_file, composition_from_structure
-from .data_checks import DataCheck, check_data, drop_unusable
+from .data_checks import check_data, drop_unusable
 from .model_building import StructureModel, build_model, expected_asu_atoms
 from .refinement import ObservedData
 from .verdict import Verdict, judge
