@@ -6,6 +6,7 @@
   crystalstudio phase REFLECTIONS …         solve a structure (charge flipping or PhAI)
   crystalstudio train CONFIG                headless training (also under torchrun)
   crystalstudio factorise VOLUME …          DSFU-Net factorisation of a diffuse-scattering plane
+  crystalstudio evaluate MODEL FOLDER …     a PhAI model measured on real P2₁/c-family CIFs
 
 Bad input ends with a one-line reason on stderr and a non-zero exit status.
 """
@@ -203,6 +204,10 @@ def _run_phase(args) -> int:
         from .phasing.models import default_phai_model
 
         model = load_phai(args.model) if args.model else default_phai_model()
+        if not args.model:
+            from .phasing.models import shipped_phai_note
+
+            print(shipped_phai_note())
         sols = solve_phai(problem, model, max_cycles=args.cycles,
                           random_starts=4 if args.starts is None else args.starts, seed=args.seed, progress=bar)
     else:
@@ -220,6 +225,56 @@ def _run_phase(args) -> int:
     print(f"solved in {dt:.1f} s; best: {best.label}; {len(best.peaks)} peaks -> {', '.join(paths.values())}")
     if best.map_r is not None:
         print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}°  ({'solved' if best.map_r >= 0.8 else 'not solved'})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+@subcommand("evaluate")
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="measure a PhAI model on a folder of real P2₁/c-family CIFs (seed paper 1's "
+                                        "protocol: solved fraction, median map r, per-structure CSV, r-vs-volume PNG)")
+    p.add_argument("model", help="PhAI weights (published PhAI_model.pth layout or a CrystalStudio checkpoint)")
+    p.add_argument("folder", help="folder of .cif files (searched recursively; other space groups are listed, "
+                                  "not evaluated)")
+    p.add_argument("--out", default="evaluation", help="output folder (a re-run resumes there)")
+    p.add_argument("--cells", nargs=2, type=float, default=(4.0, 10.0), metavar=("A_MIN", "A_MAX"),
+                   help="the model's training cell edges in Å; size classes: all axes ≤ A_MAX, A_MAX–2·A_MAX")
+    p.add_argument("--d-min", type=float, default=1.0, help="resolution of |F| on the list in Å (0: whole list)")
+    p.add_argument("--cycles", type=int, default=10, help="recycling cycles 1…N are candidates")
+    p.add_argument("--starts", type=int, default=4, help="random starts besides the zero start")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16, help="structures scanned together")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    import torch
+
+    from .phasing.evaluate import EvaluateSettings, evaluate_folder
+    from .phasing.phai_inference import load_phai
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = EvaluateSettings(max_cycles=args.cycles, random_starts=args.starts, seed=args.seed, d_min=args.d_min,
+                         cell_range=tuple(args.cells), structures_per_batch=max(1, args.batch))
+    model = load_phai(args.model, device=args.device)
+    bar = TextProgress("evaluate")
+    try:
+        rep = evaluate_folder(model, args.folder, args.out, s, model_path=args.model, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: finished structures are kept in {args.out}/results.csv; run the same command again "
+              "to resume", file=sys.stderr)
+        return 130
+    bar.close()
+    print(rep.summary, end="")
+    for sk in rep.skipped:
+        print(f"  skipped {sk['file']}: {sk['reason']}")
+    passes = f"; {rep.forwards} of {rep.plain_forwards} network passes run" if rep.plain_forwards else ""
+    print(f"{rep.evaluated_now} structures evaluated now ({len(rep.rows) - rep.evaluated_now} resumed) in "
+          f"{rep.seconds:.1f} s{passes} -> {', '.join(rep.paths.values())}")
     return 0
 
 
@@ -317,34 +372,110 @@ def _run_train(args) -> int:
 
 # ------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crystalstudio", description="CrystalStudio: deep-learning crystallography "
-                                "(GUI without a subcommand; FILE opens a structure, reflections, map or volume)")
+    from .params import OneLineArgumentParser
+
+    p = OneLineArgumentParser(prog="crystalstudio", description="CrystalStudio: deep-learning crystallography "
+                              "(GUI without a subcommand; FILE opens a structure, reflections, map or volume)")
     p.add_argument("--version", action="version", version=f"crystalstudio {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
+                           parser_class=OneLineArgumentParser)
     for name, add in SUBCOMMANDS.items():
         add(sub)
     return p
 
 
+def _one_line(text: str, limit: int = 400) -> str:
+    """Whitespace and line breaks collapsed: a message for one line of a terminal."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """(one-line message, exit status) for an exception that ended a command."""
+    if isinstance(exc, Cancelled):
+        return "cancelled", 130
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, CrystalStudioError):
+        return f"error: {_one_line(exc)}", 2
+    if isinstance(exc, MemoryError):
+        return "error: out of memory (try fewer structures at once or a smaller batch)", 1
+    if isinstance(exc, OSError):
+        what = f"{exc.filename}: " if exc.filename else ""
+        return f"error: {what}{_one_line(exc.strerror or exc)}", 2
+    name = type(exc).__name__
+    text = _one_line(exc)
+    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+        return "error: the GPU ran out of memory (use a smaller batch, or --device cpu)", 1
+    if "cuda" in text.lower() and isinstance(exc, (RuntimeError, AssertionError)):
+        return f"error: CUDA is not usable here ({_one_line(text, 160)}); use --device cpu", 1
+    return f"internal error: {name}: {_one_line(text, 240)}; rerun with --debug for the traceback", 1
+
+
+def _check_common_options(args) -> None:
+    """Before any work: a device that can run the job, and an output folder that can be written."""
+    device = getattr(args, "device", None)
+    if device:
+        from .devices import resolve_device
+
+        resolve_device(device)
+
+
+def _run_command(args) -> int:
+    _check_common_options(args)
+    out = getattr(args, "out", None)
+    if out and getattr(args, "checks_out", True):
+        from .outputs import output_folder
+
+        with output_folder(out):
+            return int(args.run(args) or 0)
+    return int(args.run(args) or 0)
+
+
+def _looks_like_command(word: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", word))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run a subcommand (every failure: one line on stderr and a non-zero status; --debug: the traceback)
+    or open the GUI (on FILE when one is given)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS or (argv and argv[0] in ("-h", "--help", "--version")):
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    first = argv[0] if argv else None
+    if first is not None and (first in SUBCOMMANDS or first in ("-h", "--help", "--version")):
         args = build_parser().parse_args(argv)
         if args.command is None:
             build_parser().print_help()
             return 0
         try:
-            return int(args.run(args) or 0)
-        except Cancelled:
-            print("crystalstudio: cancelled", file=sys.stderr)
-            return 130
-        except CrystalStudioError as exc:
-            print(f"crystalstudio {args.command}: error: {exc}", file=sys.stderr)
+            return _run_command(args)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes one line (the traceback with --debug)
+            if debug or isinstance(exc, SystemExit):
+                raise
+            message, status = describe_error(exc)
+            print(f"crystalstudio {args.command}: {message}", file=sys.stderr)
+            return status
+    if first is not None and not first.startswith("-"):
+        from pathlib import Path
+
+        if not Path(first).exists():
+            if _looks_like_command(first):
+                import difflib
+
+                close = difflib.get_close_matches(first, list(SUBCOMMANDS), n=1, cutoff=0.5)
+                hint = f"; did you mean '{close[0]}'?" if close else \
+                    f" (commands: {', '.join(SUBCOMMANDS)}; or give a file to open)"
+                print(f"crystalstudio: error: unknown command '{first}'{hint}", file=sys.stderr)
+            else:
+                print(f"crystalstudio: error: {first}: file does not exist", file=sys.stderr)
             return 2
-        except (OSError, ValueError) as exc:
-            print(f"crystalstudio {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-    gui = argparse.ArgumentParser(prog="crystalstudio", add_help=False)
+    from .params import OneLineArgumentParser
+
+    gui = OneLineArgumentParser(prog="crystalstudio", add_help=False)
     gui.add_argument("file", nargs="?")
     gui.add_argument("--fresh-preferences", action="store_true", help="start with default settings")
     gargs, qt_args = gui.parse_known_args(argv)
