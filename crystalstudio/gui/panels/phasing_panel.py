@@ -245,10 +245,6 @@ class PhasingPanel(Panel):
         self.slab.thickness.setValue(1.0)
         self.highlight = pg.ScatterPlotItem(size=26, pen=pg.mkPen((255, 220, 0), width=3), brush=None, symbol="o")
         self.slab.plot.addItem(self.highlight)
-        self.colorbar = pg.ColorBarItem(colorMap=pg.colormap.get("viridis"), label="ρ (σ above the mean)",
-                                        interactive=False)
-        self.colorbar.setImageItem(self.slab.img, insert_in=self.slab.plot.getPlotItem())
-        self.slab.slab_changed.connect(self._sync_colorbar)
         self.view3d = Structure3DView()
         for box, tip in ((self.view3d.show_iso, "Draw the density isosurface at the level (σ) beside"),
                          (self.view3d.show_bonds, "Draw bonds between atoms closer than 1.15 × the sum of covalent "
@@ -529,8 +525,7 @@ class PhasingPanel(Panel):
         self._deleted.clear()
         structure = s.model.structure if s.model is not None and s.model.n_atoms else None
         peaks = None if structure is not None else (s.peaks.xyz if s.peaks is not None else None)
-        self.slab.set_map(s.dmap, structure if structure is not None else self.problem.reference, peaks)
-        self._fit_map()
+        self.slab.set_map(s.dmap, structure if structure is not None else self.problem.reference, peaks)  # fits the cell
         self.highlight.setData([])
         self.view3d.set_structure(structure, s.dmap, peaks)
         self._set_3d_highlight(None)
@@ -540,13 +535,6 @@ class PhasingPanel(Panel):
                                           "not solved": "color: #a01818;"}.get(v.status if v else "", ""))
         self._fill_atoms()
         self.export_button.setEnabled(True)
-
-    def _sync_colorbar(self, *_) -> None:
-        """The colour bar shows the levels the slab view chose for this slab (percentiles, in σ)."""
-        levels = self.slab.img.getLevels()
-        if levels is not None and self.slab.dmap is not None:
-            lo, hi = (float(v) for v in np.ravel(levels)[:2])
-            self.colorbar.setLevels((lo, hi))
 
     def _choose_axis(self) -> None:
         """The projection axis whose cell face best matches the shape of the map view (least empty margin)."""
@@ -564,16 +552,6 @@ class PhasingPanel(Panel):
             if fill > score + 1e-6:
                 best, score = ax, fill
         self.slab.axis_box.setCurrentIndex(best)
-
-    def _fit_map(self) -> None:
-        """Zoom the map onto the cell (the image fills the parallelogram; no black margins around it)."""
-        if self.slab.dmap is None:
-            return
-        xs, ys = self.slab.outline.getData()
-        if xs is None or not len(xs):
-            return
-        self.slab.plot.getViewBox().setRange(xRange=(float(np.min(xs)), float(np.max(xs))),
-                                             yRange=(float(np.min(ys)), float(np.max(ys))), padding=0.02)
 
     # ------------------------------------------------------------------ atoms
     def _fill_atoms(self) -> None:
