@@ -236,3 +236,17 @@ def test_damaged_data_and_random_phases_are_not_solved(damage):
     sols = solve_charge_flipping(q)
     assert all(s.verdict.status == "not solved" for s in sols if s.verdict is not None)
     assert expect in sols[0].verdict.line() and sols[0].verdict.line().startswith("verdict: not solved")
+
+
+def test_phai_training_domain_from_the_model_file(tmp_path):
+    import torch
+
+    from crystalstudio.phasing.phai_inference import load_phai
+    from crystalstudio.phasing.phai_model import PhAI, PhAIConfig
+
+    sd = PhAI(PhAIConfig.small()).state_dict()
+    torch.save(sd, tmp_path / "bare.pt")  # a published-style bare state dict: the published domain
+    assert load_phai(tmp_path / "bare.pt").domain["a_max"] == 10.0
+    torch.save({"kind": "phai", "model": sd, "domain": {"space_group": "P 1 21/c 1", "a_min": 4.0, "a_max": 14.0}},
+               tmp_path / "ckpt.pt")
+    assert load_phai(tmp_path / "ckpt.pt").domain["a_max"] == 14.0

@@ -175,8 +175,7 @@ class PhAITrainer:
         return {"kind": "phai", "model": model.state_dict(), "optimizer": self.opt.state_dict(), "step": step,
                 "lr_drop": self.lr.drop, "config": self.cfg.to_dict(), "model_config": self.mcfg.to_dict(),
                 "best": self.best, "bad_validations": self.bad,
-                "domain": {"space_group": self.settings.space_group, "a_min": self.settings.cell.a_min,
-                           "a_max": self.settings.cell.a_max}}  # the training domain, read by load_phai
+                "domain": training_domain(self.cfg)}  # read by load_phai (it warns outside the domain)
 
     def checkpoint(self, step: int, name: str = "checkpoint_last.pt") -> None:
         if self.dist.is_main:
@@ -363,3 +362,11 @@ def train(cfg: TrainConfig, **kw) -> dict:
     from .dsfu_trainer import DSFUTrainer
 
     return DSFUTrainer(cfg, **kw).run()
+
+
+def training_domain(cfg) -> dict:
+    """Space group and cell-edge range (Å) of the structures a PhAI run trains on."""
+    from ..crystal.generator import GeneratorSettings
+
+    g = GeneratorSettings.from_dict(cfg.generator)
+    return {"space_group": g.space_group, "a_min": g.cell.a_min, "a_max": g.cell.a_max}
