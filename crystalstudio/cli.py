@@ -6,6 +6,7 @@
   crystalstudio phase REFLECTIONS …         solve a structure (charge flipping or PhAI)
   crystalstudio train CONFIG                headless training (also under torchrun)
   crystalstudio factorise VOLUME|PLANE …    DSFU-Net factorisation of a diffuse-scattering plane, α ratios
+  crystalstudio evaluate MODEL FOLDER …     a PhAI model measured on real P2₁/c-family CIFs
 
 Bad input ends with a one-line reason on stderr and a non-zero exit status.
 """
@@ -203,6 +204,10 @@ def _run_phase(args) -> int:
         from .phasing.models import default_phai_model
 
         model = load_phai(args.model) if args.model else default_phai_model()
+        if not args.model:
+            from .phasing.models import shipped_phai_note
+
+            print(shipped_phai_note())
         sols = solve_phai(problem, model, max_cycles=args.cycles,
                           random_starts=4 if args.starts is None else args.starts, seed=args.seed, progress=bar)
     else:
@@ -220,6 +225,56 @@ def _run_phase(args) -> int:
     print(f"solved in {dt:.1f} s; best: {best.label}; {len(best.peaks)} peaks -> {', '.join(paths.values())}")
     if best.map_r is not None:
         print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}°  ({'solved' if best.map_r >= 0.8 else 'not solved'})")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+@subcommand("evaluate")
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="measure a PhAI model on a folder of real P2₁/c-family CIFs (seed paper 1's "
+                                        "protocol: solved fraction, median map r, per-structure CSV, r-vs-volume PNG)")
+    p.add_argument("model", help="PhAI weights (published PhAI_model.pth layout or a CrystalStudio checkpoint)")
+    p.add_argument("folder", help="folder of .cif files (searched recursively; other space groups are listed, "
+                                  "not evaluated)")
+    p.add_argument("--out", default="evaluation", help="output folder (a re-run resumes there)")
+    p.add_argument("--cells", nargs=2, type=float, default=(4.0, 10.0), metavar=("A_MIN", "A_MAX"),
+                   help="the model's training cell edges in Å; size classes: all axes ≤ A_MAX, A_MAX–2·A_MAX")
+    p.add_argument("--d-min", type=float, default=1.0, help="resolution of |F| on the list in Å (0: whole list)")
+    p.add_argument("--cycles", type=int, default=10, help="recycling cycles 1…N are candidates")
+    p.add_argument("--starts", type=int, default=4, help="random starts besides the zero start")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16, help="structures scanned together")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    import torch
+
+    from .phasing.evaluate import EvaluateSettings, evaluate_folder
+    from .phasing.phai_inference import load_phai
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    s = EvaluateSettings(max_cycles=args.cycles, random_starts=args.starts, seed=args.seed, d_min=args.d_min,
+                         cell_range=tuple(args.cells), structures_per_batch=max(1, args.batch))
+    model = load_phai(args.model, device=args.device)
+    bar = TextProgress("evaluate")
+    try:
+        rep = evaluate_folder(model, args.folder, args.out, s, model_path=args.model, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: finished structures are kept in {args.out}/results.csv; run the same command again "
+              "to resume", file=sys.stderr)
+        return 130
+    bar.close()
+    print(rep.summary, end="")
+    for sk in rep.skipped:
+        print(f"  skipped {sk['file']}: {sk['reason']}")
+    passes = f"; {rep.forwards} of {rep.plain_forwards} network passes run" if rep.plain_forwards else ""
+    print(f"{rep.evaluated_now} structures evaluated now ({len(rep.rows) - rep.evaluated_now} resumed) in "
+          f"{rep.seconds:.1f} s{passes} -> {', '.join(rep.paths.values())}")
     return 0
 
 

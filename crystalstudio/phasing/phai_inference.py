@@ -207,42 +207,108 @@ def emap_skewness(phases_deg: np.ndarray, amplitudes: np.ndarray, grid: PhAIGrid
     return EMapSkewness(amplitudes, grid)(phases_deg)
 
 
-def phai_scan(model: PhAI, amplitudes: np.ndarray, *, max_cycles: int = 10, random_starts: int = 4, seed: int = 0,
-              reference_phases: Optional[np.ndarray] = None, progress=None, cancel=None,
-              autocast: bool = False) -> list[PhAICandidate]:
-    """The inference scan: every start (zero + random) recycled up to `max_cycles`; each (start, cycle) is a
-    candidate. All starts run as one batch. Candidates come back sorted by figure of merit.
+def scan_starts(n_reflections: int, random_starts: int, seed: int = 0) -> np.ndarray:
+    """Start phases (1 + random_starts, R) in degrees: row 0 all zero, then random 0/−180 rows drawn
+    from numpy's default_rng(seed) — every structure of a batched scan gets the same starts."""
+    starts = np.zeros((1 + random_starts, n_reflections), dtype=np.float32)
+    if random_starts:
+        starts[1:] = np.random.default_rng(seed).choice([0.0, -180.0], size=(random_starts, n_reflections))
+    return starts
 
-    FOM = E-map skewness × (0.5 + 0.5·stability) × confidence: a correct solution gives a peaky, positive
-    map, phases that no longer change under recycling, and confident logits.
+
+@dataclass
+class RecyclingRuns:
+    phases: np.ndarray  # (C, S, B, R) degrees: output of cycle c for structure s, start b
+    probs: np.ndarray  # (C, S, B, R) probability of the chosen class
+    forwards: int  # rows actually passed through the network (≤ C·S·B)
+
+
+@torch.no_grad()
+def recycle_starts(model: PhAI, amplitudes, starts: np.ndarray, max_cycles: int, *, skip_repeats: bool = True,
+                   max_rows: int = 64, autocast: bool = False, progress=None, cancel=None) -> RecyclingRuns:
+    """Recycle every start of every structure for `max_cycles` cycles.
+
+    amplitudes (S, R) scaled |F|; starts (B, R) degrees. Rows (structure, start) go through the network in
+    batches of at most `max_rows`. Recycling is deterministic, so with `skip_repeats` a row whose input phases
+    equal an input already seen for the same structure (an earlier cycle of any start — converged rows and
+    2-cycles — or another start in this cycle) takes that input's output instead of a new forward pass.
     """
+    grid = PhAIGrid(model.config.max_index)
+    dev = next(model.parameters()).device
+    amp = torch.as_tensor(np.asarray(amplitudes, dtype=np.float32).reshape(-1, grid.n))
+    S, B = amp.shape[0], len(starts)
+    C = max_cycles
+    out_ph = np.zeros((C, S, B, grid.n), dtype=np.float32)
+    out_p = np.zeros((C, S, B, grid.n), dtype=np.float32)
+    ph = np.broadcast_to(np.asarray(starts, dtype=np.float32), (S, B, grid.n)).reshape(S * B, grid.n).copy()
+    row_s = np.repeat(np.arange(S), B)
+    seen: dict[tuple[int, bytes], tuple[int, int]] = {}  # (structure, input phases) → (cycle, row) of its output
+    forwards = 0
+
+    def forward(rows: np.ndarray):
+        res_ph, res_p = [], []
+        for i in range(0, len(rows), max_rows):
+            check_cancel(cancel)
+            r = rows[i : i + max_rows]
+            a = grid.to_grid(amp[row_s[r]].to(dev))
+            p = grid.to_grid(torch.as_tensor(ph[r]).to(dev))
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16 if dev.type == "cpu" else torch.float16,
+                                enabled=autocast):
+                logits = model(a, p)
+            res_p.append(torch.softmax(logits.float(), dim=1).max(dim=1).values.cpu().numpy())
+            res_ph.append(decode_phases(logits).cpu().numpy())
+        return np.concatenate(res_ph), np.concatenate(res_p)
+
+    for c in range(C):
+        check_cancel(cancel)
+        if skip_repeats:
+            keys = [(int(s), k.tobytes()) for s, k in zip(row_s, np.packbits(ph < -90.0, axis=1))]
+            todo, first = [], {}
+            for r, key in enumerate(keys):
+                if key not in seen and key not in first:
+                    first[key] = r
+                    todo.append(r)
+            todo = np.asarray(todo, dtype=np.int64)
+        else:
+            todo = np.arange(S * B)
+        if len(todo):
+            ph_new, p_new = forward(todo)
+            forwards += len(todo)
+            out_ph[c].reshape(S * B, -1)[todo] = ph_new
+            out_p[c].reshape(S * B, -1)[todo] = p_new
+        if skip_repeats:
+            for key in first:
+                seen[key] = (c, first[key])
+            for r, key in enumerate(keys):
+                c0, r0 = seen[key]
+                if (c0, r0) != (c, r):
+                    out_ph[c].reshape(S * B, -1)[r] = out_ph[c0].reshape(S * B, -1)[r0]
+                    out_p[c].reshape(S * B, -1)[r] = out_p[c0].reshape(S * B, -1)[r0]
+        ph = out_ph[c].reshape(S * B, -1).copy()
+        report(progress, (c + 1) / C, f"cycle {c + 1}/{C}: {forwards} network passes")
+    return RecyclingRuns(out_ph, out_p, forwards)
+
+
+def scan_candidates(amplitudes: np.ndarray, starts: np.ndarray, phases: np.ndarray, probs: np.ndarray,
+                    grid: PhAIGrid, reference_phases: Optional[np.ndarray] = None) -> list[PhAICandidate]:
+    """Candidates of one structure from its recycling runs (phases, probs: (C, B, R)), sorted by figure of
+    merit (stable: ties keep cycle-then-start order); map r and phase error when reference phases are given."""
     from .phai_grid import phase_metrics
 
-    grid = PhAIGrid(model.config.max_index)
-    amp = torch.as_tensor(np.asarray(amplitudes, dtype=np.float32))[None]
-    B = 1 + random_starts
-    rng = np.random.default_rng(seed)
-    starts = np.zeros((B, grid.n), dtype=np.float32)
-    if random_starts:
-        starts[1:] = rng.choice([0.0, -180.0], size=(random_starts, grid.n))
-    phases, probs = [], []
-    ph = torch.as_tensor(starts)
-    for c in range(max_cycles):  # one cycle at a time for progress and cancel
-        check_cancel(cancel)
-        p1, pr1 = recycle(model, amp.expand(B, -1), ph, 1, grid, autocast=autocast, cancel=cancel)
-        ph = p1[-1]
-        phases.append(p1[-1].cpu().numpy())
-        probs.append(pr1[-1].cpu().numpy())
-        report(progress, 0.9 * (c + 1) / max_cycles, f"cycle {c + 1}/{max_cycles}")
+    C, B = phases.shape[:2]
     w2 = amplitudes.astype(np.float64) ** 2
     skew = EMapSkewness(amplitudes, grid)
+    sk_memo: dict[bytes, float] = {}
     cands = []
-    for c in range(max_cycles):
+    for c in range(C):
         for b in range(B):
             ph_c = phases[c][b]
             stable = float(np.mean(ph_c == (phases[c - 1][b] if c > 0 else starts[b])))
             conf = float(np.sum(w2 * probs[c][b]) / max(np.sum(w2), 1e-12))
-            sk = skew(ph_c)
+            key = np.packbits(ph_c < -90.0).tobytes()
+            if key not in sk_memo:
+                sk_memo[key] = skew(ph_c)
+            sk = sk_memo[key]
             cands.append(PhAICandidate(b, c + 1, ph_c.copy(), sk * (0.5 + 0.5 * stable) * conf, conf, sk, stable))
     if reference_phases is not None:
         P = torch.as_tensor(np.stack([x.phases for x in cands]))
@@ -251,6 +317,43 @@ def phai_scan(model: PhAI, amplitudes: np.ndarray, *, max_cycles: int = 10, rand
         _, err, r = phase_metrics(P, T, A, torch.as_tensor(grid.hkl))
         for x, e, rr in zip(cands, err.tolist(), r.tolist()):
             x.map_r, x.phase_error = rr, e
-    report(progress, 1.0, "scan done")
     cands.sort(key=lambda x: -x.fom)
     return cands
+
+
+def phai_scan(model: PhAI, amplitudes: np.ndarray, *, max_cycles: int = 10, random_starts: int = 4, seed: int = 0,
+              reference_phases: Optional[np.ndarray] = None, progress=None, cancel=None,
+              autocast: bool = False, skip_repeats: bool = True) -> list[PhAICandidate]:
+    """The inference scan: every start (zero + random) recycled up to `max_cycles`; each (start, cycle) is a
+    candidate. All starts run as one batch. Candidates come back sorted by figure of merit.
+
+    FOM = E-map skewness × (0.5 + 0.5·stability) × confidence: a correct solution gives a peaky, positive
+    map, phases that no longer change under recycling, and confident logits.
+    """
+    return phai_scan_batch(model, np.asarray(amplitudes)[None], max_cycles=max_cycles, random_starts=random_starts,
+                           seed=seed, reference_phases=None if reference_phases is None else
+                           np.asarray(reference_phases)[None], progress=progress, cancel=cancel, autocast=autocast,
+                           skip_repeats=skip_repeats)[0]
+
+
+def phai_scan_batch(model: PhAI, amplitudes: np.ndarray, *, max_cycles: int = 10, random_starts: int = 4,
+                    seed: int = 0, reference_phases: Optional[np.ndarray] = None, progress=None, cancel=None,
+                    autocast: bool = False, skip_repeats: bool = True, max_rows: int = 64,
+                    stats: Optional[dict] = None) -> list[list[PhAICandidate]]:
+    """:func:`phai_scan` of S structures at once (amplitudes (S, R), reference phases (S, R) or None): the
+    rows of all structures share the network's batches. Each structure's candidates equal its own scan's.
+    `stats`, when given, receives 'forwards' (network passes run) and 'rows' (passes of the plain scan)."""
+    grid = PhAIGrid(model.config.max_index)
+    amp = np.asarray(amplitudes).reshape(-1, grid.n)  # the network gets float32; the FOM the values as given
+    starts = scan_starts(grid.n, random_starts, seed)
+    runs = recycle_starts(model, amp, starts, max_cycles, skip_repeats=skip_repeats, max_rows=max_rows,
+                          autocast=autocast, cancel=cancel, progress=lambda f, m: report(progress, 0.9 * f, m))
+    if stats is not None:
+        stats.update(forwards=runs.forwards, rows=max_cycles * len(starts) * len(amp))
+    out = []
+    for s in range(len(amp)):
+        check_cancel(cancel)
+        ref = None if reference_phases is None else np.asarray(reference_phases)[s]
+        out.append(scan_candidates(amp[s], starts, runs.phases[:, s], runs.probs[:, s], grid, ref))
+    report(progress, 1.0, "scan done")
+    return out

@@ -231,6 +231,10 @@ class PhasingPanel(Panel):
                                                 "only — use charge flipping")
                 return
             model_file = self.model_edit.text().strip()
+            if not model_file:
+                from ...phasing.models import shipped_phai_note
+
+                log.warning(shipped_phai_note())
 
             def job(progress=None, cancel=None):
                 model = load_phai(model_file) if model_file else default_phai_model()
