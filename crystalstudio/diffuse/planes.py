@@ -302,7 +302,9 @@ def average_plane(plane: ResampledPlane, ops: str) -> ResampledPlane:
     return plane.replaced(out, meas, f"averaged with its {ops} mates ({len(stack)} each; {gained:+d} measured pixels)")
 
 
-BRAGG_PLANE_FRACTION = 0.2  # of the searched nodes: a plane with peaks at this many holds Bragg peaks
+BRAGG_PLANE_FRACTION = 0.2  # of the searched nodes: a plane with peaks at this many holds Bragg peaks …
+BRAGG_STRONG_RATIO = 25.0  # … when their median peak / surroundings ratio reaches this (sharp diffuse maxima
+# at nodes of clustering alloys reach 8–14, simulated Bragg peaks thousands, the real volume's hk0 peaks ~40)
 
 
 @dataclass
@@ -325,7 +327,7 @@ class BraggPeaks:
             return self.note
         if not self.count:
             return f"no Bragg peaks found at the {self.searched} integer nodes searched"
-        what = "Bragg peak" if self.every_node else "isolated outlier"
+        what = "Bragg peak" if self.every_node else "outlier"
         return (f"{self.count} {what}{'s' if self.count > 1 else ''} at integer nodes (of {self.searched} searched; "
                 f"strongest {max(self.contrast):.0f}σ above its surroundings)")
 
@@ -336,7 +338,9 @@ def find_bragg_peaks(plane: ResampledPlane, n_sigma: float = 12.0, contrast: flo
     Detection: the brightest measured pixel within r of a node (r = 2.5 pixels, at least 0.06 Å⁻¹, at most a
     sixth of the node spacing) stands more than `n_sigma` robust spreads σ (1.4826·MAD) above the median of the
     ring 2r … min(3.5r, 0.45·spacing) around it, and more than `contrast` times that median (broad diffuse
-    maxima at nodes rise over many pixels and fail this).
+    maxima at nodes rise over many pixels and fail this). The plane holds Bragg peaks when at least
+    BRAGG_PLANE_FRACTION of the searched nodes show one and their median peak/surroundings ratio reaches
+    BRAGG_STRONG_RATIO; otherwise only outliers above that ratio are punched.
     Extent: a Gaussian profile of the peak's own width w (second moment of its excess within 2r) falls to σ/2
     at R = w·√(2 ln(2·excess/σ)); the disk of that radius (at least r, at most 0.4·spacing) is the peak. The
     hole a peak leaves in the folded cell is thus no larger than its tail: on simulated alloy planes with
@@ -370,7 +374,7 @@ def find_bragg_peaks(plane: ResampledPlane, n_sigma: float = 12.0, contrast: flo
     v, dd = vals[near][order], dq[near][order]
     N1, N2 = n1[near][order], n2[near][order]
     floor = 1e-6 * max(float(np.nanmax(np.where(plane.measured, np.abs(vals), 0))), 1e-300)
-    nodes, contrasts, radii = [], [], {}
+    nodes, contrasts, ratios, radii = [], [], [], {}
     searched = 0
     for s, e in zip(starts, bounds):
         vv, ds = v[s:e], dd[s:e]
@@ -386,18 +390,21 @@ def find_bragg_peaks(plane: ResampledPlane, n_sigma: float = 12.0, contrast: flo
         node = (int(N1[s]), int(N2[s]))
         nodes.append(node)
         contrasts.append((peak - bg) / spread)
+        ratios.append(peak / max(bg, floor))
         inner = ds < 2 * r
         excess = np.maximum(vv[inner] - bg, 0)
         w = max(np.sqrt(float(np.sum(excess * ds[inner] ** 2) / max(np.sum(excess), 1e-300)) / 2), 0.3 * px)
         radii[node] = min(max(w * np.sqrt(2 * np.log(max(2 * (peak - bg) / spread, 1.0))), r), reach)
     if not nodes:
         return BraggPeaks([], [], empty, searched=searched)
-    # a plane holds Bragg peaks when many nodes show one; a few isolated outliers (noise on a sharp diffuse
-    # maximum) are punched alone — punching every node of a clean plane would leave the fold without its centre
-    every = len(nodes) >= BRAGG_PLANE_FRACTION * searched
+    # a plane holds Bragg peaks when many nodes show strong ones; otherwise only strong isolated outliers are
+    # punched (sharp diffuse maxima at the nodes of clustering alloys are outliers too, but weak ones) —
+    # punching every node of a clean plane would leave the fold without its centre
+    every = len(nodes) >= BRAGG_PLANE_FRACTION * searched and float(np.median(ratios)) >= BRAGG_STRONG_RATIO
     R_map = np.full(vals.shape, float(np.percentile(list(radii.values()), 90)) if every else -1.0)
-    for (a, b), R in radii.items():
-        R_map[node_id == a * 100003 + b] = R
+    for ((a, b), R), ratio in zip(radii.items(), ratios):
+        if every or ratio >= BRAGG_STRONG_RATIO:
+            R_map[node_id == a * 100003 + b] = R
     return BraggPeaks(nodes, contrasts, (dq < R_map) & np.isfinite(vals), searched, every_node=every)
 
 
@@ -409,6 +416,9 @@ def punch_and_fill(plane: ResampledPlane, peaks: Optional[BraggPeaks] = None, fi
     if not peaks.count:
         return plane
     holes = peaks.pixels
+    if not holes.any():
+        return plane.replaced(note=f"{peaks.summary()}: weak (median peak/surroundings below "
+                                   f"{BRAGG_STRONG_RATIO:g}), taken as sharp diffuse maxima and kept")
     good = plane.measured & ~holes
     vals = np.where(good, plane.intensity, 0.0)
     num = ndimage.gaussian_filter(vals, fill_sigma)
