@@ -112,7 +112,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     header("α calibration on simulated alloy planes (networks never trained on them)")
-    settings = FactoriseSettings(passes=args.passes).validate()
+    settings = FactoriseSettings(passes=args.passes)
     t0 = time.perf_counter()
     if args.load:
         saved = json.loads(Path(args.load).read_text())

@@ -279,67 +279,39 @@ def _run_evaluate(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ factorise
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} is not ≥ 1")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return v
-
-
 @subcommand("factorise")
 def _add_factorise(sub):
-    from .diffuse.factorise import (ALPHA_METHODS, BRAGG_POLICIES, MIN_MEASURED_FRACTION, PLAIN_SCALES,
-                                    FactoriseSettings)
-    from .diffuse.planes import SYMMETRY_AVERAGES
+    from .diffuse.factorise import MIN_MEASURED_FRACTION, FactoriseSettings
+    from .params import add_arguments
 
-    d, hlp = FactoriseSettings(), FactoriseSettings.HELP
     p = sub.add_parser("factorise", help="factorise a diffuse-scattering plane into I_FF and I_SRO (DSFU-Net) and "
                                          "refine Warren–Cowley ratios",
                        description="A plane of a Meerkat/Yell volume (.h5) or a plain plane (.npy, TIFF, EDF …) is "
                                    "factorised by the DSFU-Net generators; Warren–Cowley ratios are refined when the "
                                    f"plane's geometry is known. A plane with less than {100 * MIN_MEASURED_FRACTION:.0f} "
-                                   "% of its grid measured is refused.")
+                                   "%% of its grid measured is refused.")
     p.add_argument("volume", metavar="INPUT", help="Meerkat/Yell HDF5 reconstruction, or a 2D plane (.npy, .tif, .edf)")
-    p.add_argument("--plane", default=d.plane, help=hlp["plane"] + " (plain planes: which plane the image is)")
-    p.add_argument("--q-max", type=_positive_float, default=d.q_max, help=hlp["q_max"])
-    p.add_argument("--average", default=d.average, choices=SYMMETRY_AVERAGES, help=hlp["average"])
-    p.add_argument("--bragg", default=d.bragg, choices=BRAGG_POLICIES, help=hlp["bragg"])
-    p.add_argument("--punch", action="store_const", const="punch", dest="bragg", help="same as --bragg punch")
+    opts = add_arguments(p, FactoriseSettings, exclude=("size",))
+    p.add_argument("--punch", action="store_const", const="punch", dest="param:bragg", default=argparse.SUPPRESS,
+                   help="same as --bragg punch")
+    p.add_argument("--cell", type=float, nargs=6, metavar=("A", "B", "C", "AL", "BE", "GA"),
+                   help="plain planes: unit cell a b c α β γ (Å, degrees), for α refinement")
+    p.add_argument("--extent", type=float, nargs=4, metavar=("H0", "H1", "K0", "K1"),
+                   help="plain planes: in-plane indices at the first and last column and row")
     p.add_argument("--model-ff", help="form-factor generator (published .pth layout); default: shipped small model")
     p.add_argument("--model-sro", help="short-range-order generator; default: shipped small model")
-    p.add_argument("--passes", type=_positive_int, default=d.passes, help=hlp["passes"] + f" (default {d.passes})")
-    p.add_argument("--alpha-from", default=d.alpha_from, choices=ALPHA_METHODS, help=hlp["alpha_from"])
-    p.add_argument("--symmetry", default="none", help=hlp["symmetry"])
-    p.add_argument("--max-index", type=_positive_int, default=d.max_index, help=hlp["max_index"])
-    p.add_argument("--scale", default=d.scale, choices=PLAIN_SCALES, help=hlp["scale"])
-    p.add_argument("--cell", type=float, nargs=6, metavar=("A", "B", "C", "AL", "BE", "GA"), help=hlp["cell"])
-    p.add_argument("--extent", type=float, nargs=4, metavar=("H0", "H1", "K0", "K1"), help=hlp["extent"])
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(run=_run_factorise)
+    p.set_defaults(run=_run_factorise, factorise_options=opts)
 
 
 def _run_factorise(args) -> int:
     from .diffuse.factorise import (FactoriseSettings, alpha_rows, export_factorisation, factorise_plane, load_models,
                                     load_plane, measured_rule)
 
-    settings = FactoriseSettings(plane=args.plane, q_max=args.q_max, average=args.average, bragg=args.bragg,
-                                 passes=args.passes, alpha_from=args.alpha_from, symmetry=args.symmetry,
-                                 max_index=args.max_index, scale=args.scale,
-                                 cell=tuple(args.cell) if args.cell else None,
-                                 extent=tuple(args.extent) if args.extent else None).validate()
+    settings = args.factorise_options.apply(FactoriseSettings(), args)
+    if args.cell or args.extent:
+        settings = settings.replace(cell=tuple(args.cell) if args.cell else None,
+                                    extent=tuple(args.extent) if args.extent else None)
     plane = load_plane(args.volume, settings)
     gff, gsro, hashes = load_models(args.model_ff, args.model_sro)
     total = plane.intensity.size

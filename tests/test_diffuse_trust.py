@@ -112,13 +112,14 @@ def test_cli_refuses_unmeasured_plane_and_bad_options(tmp_path, capsys):
 
 
 def test_settings_are_validated():
+    for bad, field in (({"passes": 0}, "passes"), ({"q_max": -1.0}, "q_max"), ({"symmetry": "7mm"}, "symmetry"),
+                       ({"plane": "hkl"}, "plane"), ({"size": 100}, "size")):
+        with pytest.raises(InvalidInputError, match=field):
+            FactoriseSettings.from_dict(bad)
+    assert FactoriseSettings(symmetry="mm").symmetry == "mm (square/rect.)"
+    s = FactoriseSettings()
     with pytest.raises(InvalidInputError, match="passes"):
-        FactoriseSettings(passes=0).validate()
-    with pytest.raises(InvalidInputError, match="q_max"):
-        FactoriseSettings(q_max=-1.0).validate()
-    with pytest.raises(InvalidInputError, match="symmetry"):
-        FactoriseSettings(symmetry="7mm").validate()
-    assert FactoriseSettings(symmetry="mm").validate().symmetry == "mm (square/rect.)"
+        s.passes = 0  # assignments are checked too (the panel's and the CLI's one object)
 
 
 # ------------------------------------------------------------------------------------------ masks
@@ -256,7 +257,7 @@ def test_uncalibrated_models_say_so():
     res = factorise_plane(plane, gen, gen, passes=2, model_hashes={"ff": "x", "sro": "y"})
     assert "NOT calibrated" in res.wc_network.sigma_kind and res.wc_network.sigma_passes is not None
     assert res.wc is res.wc_plane  # the default α table: the measured plane
-    res2 = refine_alpha(res, res.settings.replaced(alpha_from="network"))
+    res2 = refine_alpha(res, res.settings.replace(alpha_from="network"))
     assert res2.wc is res2.wc_network
 
 

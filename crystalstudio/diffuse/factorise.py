@@ -17,95 +17,93 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Literal, Optional
 
 import numpy as np
 import torch
+from pydantic import AfterValidator
 
 from ..crystal.cell import UnitCell
 from ..errors import InputFileError, InvalidInputError, ModelFileError
 from ..jobs import check_cancel, report
+from ..params import Params, param
 from ..resources import resource_path
 from .calibration import AlphaCalibration, calibration_for, file_sha256, load_calibrations
 from .dsfu_net import DSFUGenerator, factorise, load_generator
-from .planes import (SYMMETRY_AVERAGES, PlaneGeometry, ResampledPlane, average_plane, find_bragg_peaks, parse_plane,
+from .planes import (PlaneGeometry, ResampledPlane, average_plane, find_bragg_peaks, parse_plane,
                      plane_from_volume, postprocess, preprocess, punch_and_fill, volume_q_extent)
-from .warren_cowley import WarrenCowleyResult, fit_warren_cowley, refine_plane_radial, resolve_symmetry
+from .warren_cowley import (SYMMETRIES, WarrenCowleyResult, fit_warren_cowley, refine_plane_radial,
+                            resolve_symmetry)
 
 SHIPPED = {"ff": "dsfu_ff_small.pt", "sro": "dsfu_sro_small.pt"}
 MIN_MEASURED_FRACTION = 0.10  # of the grid's pixels: below this a plane is refused
 NETWORK_Q_RANGE = (6.0, 8.0)  # Å⁻¹: the grid half widths the networks were trained on
 VOLUME_SUFFIXES = (".h5", ".hdf5", ".nxs")
-PLAIN_SCALES = ("auto", "demo", "raw")
 ALPHA_METHODS = ("plane", "network")
-BRAGG_POLICIES = ("punch", "keep")
 
 
-@dataclass
-class FactoriseSettings:
-    """One factorisation job: the `factorise` options and the Diffuse panel's fields take their defaults here."""
+def _plane_name(v: str) -> str:
+    try:
+        parse_plane(v)
+    except InvalidInputError as exc:
+        raise ValueError(str(exc)) from None
+    return v.strip().lower()
 
-    plane: str = "hk1"  # hkn, hnl or nkl
-    q_max: Optional[float] = None  # Å⁻¹ half width of the Q grid; None: the volume's in-plane extent
-    size: int = 256  # pixels per side of the Q grid
-    average: str = "none"  # symmetry average of the plane: none, friedel, mm, 4mm
-    bragg: str = "punch"  # Bragg peaks found at integer nodes: 'punch' (and fill) or 'keep' (warn only)
-    passes: int = 8  # network passes (> 1: dropout on, mean and spread over the passes)
-    alpha_from: str = "plane"  # α table from the 'plane' (measured / radial I_FF) or the 'network' I_SRO
-    symmetry: str = "none"  # Warren–Cowley constraints (none, 2/m, mm, 4mm, 6mm)
-    max_index: int = 3  # |u|, |v| ≤ this
-    threshold: float = 0.05  # network method: folded bins below this fraction of the brightest are left out
-    scale: str = "auto"  # plain images: 'demo' (DSFU-Net demo: linear, scaled to [−1, 1]), 'raw', or 'auto'
-    cell: Optional[tuple] = None  # plain images: a b c α β γ (Å, °)
-    extent: Optional[tuple] = None  # plain images: first/last column and first/last row indices (h0 h1 k0 k1)
 
-    HELP = {
-        "plane": "plane to cut: hkn, hnl or nkl (e.g. hk1, h0l, 2kl)",
-        "q_max": "half width of the square Q grid (Å⁻¹, 2π included); default: the volume's extent in the plane",
-        "size": "pixels per side of the Q grid (the networks take 256)",
-        "average": "symmetry-average the plane before factorising (about the grid centre)",
-        "bragg": "Bragg peaks found at integer h k: punch and fill them (default) or keep them (warning only)",
-        "passes": "network passes; > 1 turns dropout on and gives the spread over the passes",
-        "alpha_from": "α table from the measured plane / radial I_FF ('plane') or from the networks' I_SRO",
-        "symmetry": "Warren–Cowley constraints: none, 2/m, mm, 4mm, 6mm",
-        "max_index": "Warren–Cowley vectors |u|, |v| ≤ this",
-        "threshold": "network α: leave out folded bins below this fraction of the brightest",
-        "scale": "plain images: 'demo' = DSFU-Net demo input (linear, scaled to [−1, 1], −1 = no data), "
-                 "'raw' = intensities (NaN = no data), 'auto' = demo when a 256×256 image lies in [−1, 1] with "
-                 "negative values",
-        "cell": "plain images: unit cell a b c α β γ (Å, degrees), for α refinement",
-        "extent": "plain images: in-plane indices at the first and last column and row: h0 h1 k0 k1",
-    }
+def _symmetry_name(v: str) -> str:
+    try:
+        return resolve_symmetry(v)
+    except InvalidInputError as exc:
+        raise ValueError(str(exc)) from None
 
-    def validate(self) -> "FactoriseSettings":
-        parse_plane(self.plane)
-        if self.q_max is not None and not (0 < self.q_max <= 50):
-            raise InvalidInputError(f"q_max {self.q_max:g} Å⁻¹ is outside (0, 50]")
-        if self.size not in (64, 128, 256, 512):
-            raise InvalidInputError(f"size {self.size}: the networks take 256 (64, 128 or 512 also run)")
-        if self.passes < 1 or self.passes > 256:
-            raise InvalidInputError(f"passes {self.passes}: give 1 … 256")
-        if not 1 <= self.max_index <= 8:
-            raise InvalidInputError(f"max_index {self.max_index}: give 1 … 8")
-        if not 0 <= self.threshold < 1:
-            raise InvalidInputError(f"threshold {self.threshold:g}: give 0 ≤ threshold < 1")
-        for name, allowed in (("average", SYMMETRY_AVERAGES), ("bragg", BRAGG_POLICIES), ("alpha_from", ALPHA_METHODS),
-                              ("scale", PLAIN_SCALES)):
-            if getattr(self, name) not in allowed:
-                raise InvalidInputError(f"{name} '{getattr(self, name)}': choose {', '.join(allowed)}")
-        self.symmetry = resolve_symmetry(self.symmetry)
-        if self.cell is not None and len(self.cell) != 6:
-            raise InvalidInputError("cell needs six numbers: a b c α β γ")
-        if self.extent is not None and len(self.extent) != 4:
-            raise InvalidInputError("extent needs four numbers: h0 h1 k0 k1")
-        return self
 
-    def replaced(self, **kw) -> "FactoriseSettings":
-        d = {f.name: getattr(self, f.name) for f in fields(self)}
-        d.update(kw)
-        return FactoriseSettings(**d)
+def _grid_size(v: int) -> int:
+    if v not in (64, 128, 256, 512):
+        raise ValueError(f"the networks take 256 pixels per side (64, 128 or 512 also run), not {v}")
+    return v
+
+
+PlaneName = Annotated[str, AfterValidator(_plane_name)]
+SymmetryName = Annotated[str, AfterValidator(_symmetry_name)]
+GridSize = Annotated[int, AfterValidator(_grid_size)]
+
+
+class FactoriseSettings(Params):
+    """One factorisation job: the `factorise` options and the Diffuse panel's fields (defaults, bounds, help)."""
+
+    plane: PlaneName = param("hk1", label="Plane", suggestions=["hk0", "hk1", "h0l", "0kl"],
+                             help="plane to cut: hkn, hnl or nkl (e.g. hk1, h0l, 2kl); for a plain image, the plane "
+                                  "it shows")
+    q_max: Optional[float] = param(None, unit="Å⁻¹", gt=0, le=50, label="Q max", decimals=2, step=0.5,
+                                   help="half width of the square Q grid (2π included); auto: the volume's extent "
+                                        "in the plane")
+    size: GridSize = param(256, label="grid", help="pixels per side of the Q grid (the networks take 256)")
+    average: Literal["none", "friedel", "mm", "4mm"] = param(
+        "none", label="Average", help="symmetry-average the measured pixels with their mates about the grid centre "
+                                      "(after Bragg peaks are punched)")
+    bragg: Literal["punch", "keep"] = param(
+        "punch", label="Bragg peaks", help="Bragg peaks found at integer nodes: punch and fill them (left out of every "
+                                           "fit), or keep them (a warning only)")
+    passes: int = param(8, ge=1, le=256, label="Passes",
+                        help="network passes; > 1 turns dropout on and gives the spread over the passes")
+    alpha_from: Literal["plane", "network"] = param(
+        "plane", label="α from", help="the α table from the measured plane / radial I_FF ('plane') or from the "
+                                      "networks' I_SRO ('network'); the other is reported beside it")
+    symmetry: SymmetryName = param("none", label="α symmetry", suggestions=list(SYMMETRIES),
+                                   help="Warren–Cowley constraints: none, 2/m, mm, 4mm, 6mm")
+    max_index: int = param(3, ge=1, le=8, label="max |u|, |v|", help="Warren–Cowley vectors |u|, |v| ≤ this")
+    threshold: float = param(0.05, ge=0, lt=1, label="bin threshold", decimals=3, step=0.01,
+                             help="network α: leave out folded bins below this fraction of the brightest")
+    scale: Literal["auto", "demo", "raw"] = param(
+        "auto", label="Values", help="plain images: 'demo' = DSFU-Net demo input (linear, scaled to [−1, 1], −1 = no "
+                                     "data), 'raw' = intensities (NaN = no data), 'auto' = demo when a 256×256 image "
+                                     "lies in [−1, 1] with negative values")
+    cell: Optional[tuple[float, float, float, float, float, float]] = param(
+        None, gui=False, help="plain images: unit cell a b c α β γ (Å, degrees), for α refinement")
+    extent: Optional[tuple[float, float, float, float]] = param(
+        None, gui=False, help="plain images: in-plane indices at the first and last column and row: h0 h1 k0 k1")
 
 
 def measured_rule(pixels: int) -> str:
@@ -266,7 +264,7 @@ def load_plain_plane(path, settings: FactoriseSettings) -> ResampledPlane:
 
 def load_plane(path, settings: Optional[FactoriseSettings] = None, **kw) -> ResampledPlane:
     """A volume's plane (HDF5) or a plain plane image, prepared by the settings (keywords override them)."""
-    s = (settings or FactoriseSettings()).replaced(**kw).validate() if kw or settings is None else settings.validate()
+    s = (settings or FactoriseSettings()).replace(**kw) if kw else (settings or FactoriseSettings())
     if str(path).lower().endswith(VOLUME_SUFFIXES):
         from ..io.meerkat import read_meerkat
 
@@ -321,7 +319,7 @@ def factorise_plane(plane: ResampledPlane, gen_ff: DSFUGenerator, gen_sro: DSFUG
                     **kw) -> FactorisationResult:
     """Run the networks on a plane (refused when too few pixels are measured) and refine α where the plane's
     geometry allows. Keywords override fields of `settings`."""
-    s = (settings or FactoriseSettings()).replaced(**kw).validate()
+    s = (settings or FactoriseSettings()).replace(**kw) if kw else (settings or FactoriseSettings())
     check_measured(plane)
     t0 = time.perf_counter()
     dev = device or "cpu"
@@ -363,7 +361,7 @@ def refine_alpha(res: FactorisationResult, settings: Optional[FactoriseSettings]
                  progress=None, cancel=None) -> FactorisationResult:
     """(Re)fit the Warren–Cowley ratios of a factorisation by both methods, with calibrated σ; the table shown
     is the one `settings.alpha_from` names. Sets `res.alpha_note` when the plane allows no α."""
-    s = (settings or res.settings or FactoriseSettings()).validate()
+    s = settings or res.settings or FactoriseSettings()
     res.settings = s
     plane = res.plane
     res.wc = res.wc_plane = res.wc_network = None
@@ -535,7 +533,7 @@ def export_factorisation(res: FactorisationResult, out_dir, progress=None, cance
                "notes": plane.notes, "passes": n, "maps_spread": res.spread_label if res.ff_spread is not None else None,
                "product_r": res.product_r, "alpha_note": res.alpha_note,
                "alpha_source": res.wc.source if res.wc else None, "sigma": res.wc.sigma_kind if res.wc else None,
-               "settings": {k: v for k, v in asdict(res.settings).items()} if res.settings else None,
+               "settings": res.settings.to_dict() if res.settings else None,
                "bragg_peaks": plane.bragg.count if plane.bragg is not None else None, "seconds": res.seconds}
     with atomic_output(out / "factorisation.json") as f:
         json.dump(summary, f, indent=1, default=str)

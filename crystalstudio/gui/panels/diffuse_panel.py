@@ -16,10 +16,9 @@ from typing import Optional
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from ...diffuse.factorise import (ALPHA_METHODS, BRAGG_POLICIES, MIN_MEASURED_FRACTION, PLAIN_SCALES,
-                                  VOLUME_SUFFIXES, FactoriseSettings)
-from ...diffuse.planes import SYMMETRY_AVERAGES
+from ...diffuse.factorise import MIN_MEASURED_FRACTION, VOLUME_SUFFIXES, FactoriseSettings
 from ...diffuse.warren_cowley import SYMMETRIES
+from ...params import describe, tooltip
 from ..views.image_view import ImagePanel
 from .base import Panel
 
@@ -65,6 +64,7 @@ class DiffusePanel(Panel):
         self._refine_task = None
         self._export_task = None
         d = FactoriseSettings()
+        info = describe(FactoriseSettings)
 
         self.open_button = QtWidgets.QPushButton("Open volume / plane / image…")
         self.open_button.setToolTip("Open a Meerkat/Yell reconstruction (.h5), a plain plane (.npy, 256×256 TIFF/EDF) "
@@ -73,35 +73,30 @@ class DiffusePanel(Panel):
         self.info.setWordWrap(True)
         self.info.setToolTip("What is open: layout, grid, cell, and anything odd the reader found")
         self.plane_edit = QtWidgets.QLineEdit(d.plane)
-        self.plane_edit.setToolTip("Plane: hkn, hnl or nkl (n an index, e.g. hk1, h0l, 2kl); for a plain plane, "
-                                   "which plane the image shows")
+        self.plane_edit.setToolTip(tooltip(info["plane"]))
         self.qmax = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.1, maximum=50, value=7.0, singleStep=0.5)
-        self.qmax.setToolTip("Half width of the 256×256 Cartesian Q grid (Å⁻¹, 2π included; the networks were "
-                             "trained on 6–8)")
+        self.qmax.setToolTip(tooltip(info["q_max"]) + " (the networks were trained on 6–8 Å⁻¹)")
         self.qmax_auto = QtWidgets.QCheckBox("follow the data")
         self.qmax_auto.setChecked(True)
         self.qmax_auto.setToolTip("Q max = the volume's extent in the plane (the grid just holds the data)")
         self.qmax.setEnabled(False)
         self.average = QtWidgets.QComboBox()
-        self.average.addItems(list(SYMMETRY_AVERAGES))
+        self.average.addItems(list(info["average"].choices))
         self.average.setCurrentText(d.average)
-        self.average.setToolTip("Symmetry-average the measured pixels with their mates about the grid centre "
-                                "(after Bragg peaks are punched)")
+        self.average.setToolTip(tooltip(info["average"]))
         self.bragg = QtWidgets.QComboBox()
-        self.bragg.addItems(list(BRAGG_POLICIES))
+        self.bragg.addItems(list(info["bragg"].choices))
         self.bragg.setCurrentText(d.bragg)
-        self.bragg.setToolTip("Bragg peaks found at integer h k: 'punch' removes and fills them (left out of every "
-                              "fit); 'keep' only warns")
+        self.bragg.setToolTip(tooltip(info["bragg"]))
         self.scale = QtWidgets.QComboBox()
-        self.scale.addItems(list(PLAIN_SCALES))
-        self.scale.setToolTip(FactoriseSettings.HELP["scale"])
+        self.scale.addItems(list(info["scale"].choices))
+        self.scale.setToolTip(tooltip(info["scale"]))
         self.cell_edit = QtWidgets.QLineEdit()
         self.cell_edit.setPlaceholderText("a b c α β γ (Å, °)")
-        self.cell_edit.setToolTip("Plain planes: the unit cell, needed (with the extent) for α refinement")
+        self.cell_edit.setToolTip(info["cell"].help)
         self.extent_edit = QtWidgets.QLineEdit()
         self.extent_edit.setPlaceholderText("h0 h1 k0 k1")
-        self.extent_edit.setToolTip("Plain planes: in-plane indices at the first and last column (h0 h1) and row "
-                                    "(k0 k1)")
+        self.extent_edit.setToolTip(info["extent"].help)
         self.cut_button = QtWidgets.QPushButton(f"Cut plane ({SHORTCUT_CUT})")
         self.cut_button.setShortcut(QtGui.QKeySequence(SHORTCUT_CUT))
         self.cut_button.setToolTip(f"Cut the plane, find Bragg peaks, average ({SHORTCUT_CUT})")
@@ -111,9 +106,8 @@ class DiffusePanel(Panel):
         self.sro_model = QtWidgets.QLineEdit()
         self.sro_model.setPlaceholderText("I_SRO generator: empty = shipped small model")
         self.sro_model.setToolTip("Short-range-order generator file (published .pth layout); empty: shipped model")
-        self.passes = QtWidgets.QSpinBox(minimum=1, maximum=256, value=d.passes)
-        self.passes.setToolTip("1: deterministic (dropout off); N > 1: dropout on, mean and spread over N passes "
-                               "(the spread also enters the networks' α σ)")
+        self.passes = QtWidgets.QSpinBox(minimum=int(info["passes"].ge), maximum=int(info["passes"].le), value=d.passes)
+        self.passes.setToolTip(tooltip(info["passes"]) + "; 1: deterministic (dropout off)")
         self.factorise_button = QtWidgets.QPushButton(f"Factorise ({SHORTCUT_FACTORISE})")
         self.factorise_button.setShortcut(QtGui.QKeySequence(SHORTCUT_FACTORISE))
         self.factorise_button.setToolTip(f"Run both networks on the plane and refine α ({SHORTCUT_FACTORISE}); "
@@ -123,15 +117,15 @@ class DiffusePanel(Panel):
         self.factorise_status.setToolTip("Why Factorise is (not) available; the rule: at least "
                                          f"{100 * MIN_MEASURED_FRACTION:.0f} % of the grid measured")
         self.alpha_from = QtWidgets.QComboBox()
-        self.alpha_from.addItems(list(ALPHA_METHODS))
+        self.alpha_from.addItems(list(info["alpha_from"].choices))
         self.alpha_from.setCurrentText(d.alpha_from)
-        self.alpha_from.setToolTip("The α table from the measured plane / radial I_FF ('plane') or the networks' "
-                                   "I_SRO ('network'); the other method is shown beside it")
+        self.alpha_from.setToolTip(tooltip(info["alpha_from"]))
         self.symmetry = QtWidgets.QComboBox()
         self.symmetry.addItems(list(SYMMETRIES))
-        self.symmetry.setToolTip("Point-group constraints tying Warren–Cowley vectors together")
-        self.max_index = QtWidgets.QSpinBox(minimum=1, maximum=6, value=d.max_index)
-        self.max_index.setToolTip("Refine vectors with |u|, |v| ≤ this")
+        self.symmetry.setToolTip(tooltip(info["symmetry"]))
+        self.max_index = QtWidgets.QSpinBox(minimum=int(info["max_index"].ge), maximum=int(info["max_index"].le),
+                                            value=d.max_index)
+        self.max_index.setToolTip(tooltip(info["max_index"]))
         self.refine_button = QtWidgets.QPushButton("Refine α")
         self.refine_button.setToolTip("Refit α by both methods with the symmetry and range above (in the background)")
         self.alpha_table = QtWidgets.QTableWidget(0, 5)
@@ -242,13 +236,12 @@ class DiffusePanel(Panel):
                 raise InvalidInputError(f"{what}: give {n} numbers")
             return vals
 
-        return FactoriseSettings(plane=self.plane_edit.text().strip() or "hk1",
-                                 q_max=None if self.qmax_auto.isChecked() else self.qmax.value(),
-                                 average=self.average.currentText(), bragg=self.bragg.currentText(),
-                                 passes=self.passes.value(), alpha_from=self.alpha_from.currentText(),
-                                 symmetry=self.symmetry.currentText(), max_index=self.max_index.value(),
-                                 scale=self.scale.currentText(), cell=numbers(self.cell_edit, 6, "cell"),
-                                 extent=numbers(self.extent_edit, 4, "extent")).validate()
+        return FactoriseSettings.from_dict(dict(
+            plane=self.plane_edit.text().strip() or "hk1", q_max=None if self.qmax_auto.isChecked() else self.qmax.value(),
+            average=self.average.currentText(), bragg=self.bragg.currentText(), passes=self.passes.value(),
+            alpha_from=self.alpha_from.currentText(), symmetry=self.symmetry.currentText(),
+            max_index=self.max_index.value(), scale=self.scale.currentText(), cell=numbers(self.cell_edit, 6, "cell"),
+            extent=numbers(self.extent_edit, 4, "extent")))
 
     # ------------------------------------------------------------------ files
     def accepts(self, path: Path) -> bool:
@@ -475,8 +468,8 @@ class DiffusePanel(Panel):
         if self.result is None or (self._refine_task is not None and not self._refine_task.is_done):
             return
         try:
-            s = self.result.settings.replaced(symmetry=self.symmetry.currentText(), max_index=self.max_index.value(),
-                                              alpha_from=self.alpha_from.currentText()).validate()
+            s = self.result.settings.replace(symmetry=self.symmetry.currentText(), max_index=self.max_index.value(),
+                                             alpha_from=self.alpha_from.currentText())
         except Exception as exc:  # noqa: BLE001
             self.error("Cannot refine α", str(exc))
             return
