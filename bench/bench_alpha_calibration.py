@@ -9,13 +9,15 @@ out and report coverage (truth within 1σ and 2σ), mean |error| and the fractio
 "value of the networks"), and the same on a check set of molecular planes (simulation.py, swap-MC α, with
 molecule and α pools the training never drew).
 
-    python bench/bench_alpha_calibration.py [--planes 240] [--passes 8] [--write] [--from bench/results/x.npz]
+    python bench/bench_alpha_calibration.py [--planes 240] [--passes 8] [--write]
+    python bench/bench_alpha_calibration.py --load bench/results/alpha_calibration_rows.json.gz [--write]
 
 --write stores the constants in resources/models/dsfu_alpha_calibration.json. Run with one thread; the machine
 is shared, so the wall time printed is indicative only.
 """
 
 import argparse
+import gzip
 import json
 import sys
 import time
@@ -28,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import header  # noqa: E402
 
 from crystalstudio.diffuse.alloys import AlloySettings, AlloySimulator, true_ratios  # noqa: E402
-from crystalstudio.diffuse.calibration import (calibration_path, coverage, fit_calibration,  # noqa: E402
-                                               save_calibrations)
+from crystalstudio.diffuse.calibration import (calibration_key, calibration_path, coverage,  # noqa: E402
+                                               fit_calibration, save_calibrations)
 from crystalstudio.diffuse.factorise import (FactoriseSettings, factorise_plane, load_models,  # noqa: E402
                                              prepare_plane)
 from crystalstudio.diffuse.planes import ResampledPlane  # noqa: E402
@@ -37,6 +39,7 @@ from crystalstudio.errors import InvalidInputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("plane", "network")
+MOLECULAR = 100_000  # plane-number offset of the molecular check planes
 
 
 def run_set(planes_iter, n, gf, gs, hashes, settings, label):
@@ -55,7 +58,8 @@ def run_set(planes_iter, n, gf, gs, hashes, settings, label):
             info.append({**sim.info, "refused": str(exc)})
             continue
         bragg = plane.bragg.count if plane.bragg is not None else 0
-        info.append({**sim.info, "bragg_found": bragg, "measured": plane.n_measured})
+        info.append({**sim.info, "bragg_found": bragg, "measured": plane.n_measured,
+                     "bragg_punched": bool(plane.bragg is not None and plane.bragg.every_node and plane.bragg.pixels.any())})
         for j, v in enumerate(res.wc_plane.vectors if res.wc_plane else res.wc_network.vectors):
             r = {"plane": i, "shell": abs(v[0]) + abs(v[1]), "truth": truth[v], "order": sim.info.get("order", "?")}
             for m, wc in (("plane", res.wc_plane), ("network", res.wc_network)):
@@ -102,20 +106,22 @@ def fmt(s):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--planes", type=int, default=240)
-    ap.add_argument("--molecular", type=int, default=40, help="molecular check planes (0: none)")
+    ap.add_argument("--molecular", type=int, default=80, help="molecular planes (0: none)")
     ap.add_argument("--passes", type=int, default=FactoriseSettings().passes)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--write", action="store_true", help="write resources/models/dsfu_alpha_calibration.json")
-    ap.add_argument("--save", default=str(ROOT / "bench" / "results" / "alpha_calibration_rows.json"))
-    ap.add_argument("--load", help="skip the simulation: refit from a saved rows file")
+    ap.add_argument("--save", default=str(ROOT / "bench" / "results" / "alpha_calibration_rows.json.gz"),
+                    help="where the per-ratio results go (.json or .json.gz)")
+    ap.add_argument("--load", help="skip the simulation: refit from a saved rows file (.json or .json.gz)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     header("α calibration on simulated alloy planes (networks never trained on them)")
     settings = FactoriseSettings(passes=args.passes)
     t0 = time.perf_counter()
     if args.load:
-        saved = json.loads(Path(args.load).read_text())
+        raw = Path(args.load).read_bytes()
+        saved = json.loads(gzip.decompress(raw) if args.load.endswith(".gz") else raw)
     else:
         gf, gs, hashes = load_models()
         sim = AlloySimulator(AlloySettings(p_bragg=0.25))
@@ -142,67 +148,94 @@ def main():
                  "seed": args.seed, "seconds": time.perf_counter() - t0}
         if args.save:
             Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.save).write_text(json.dumps(saved, default=float))
-    rows, info = saved["rows"], saved["info"]
+            data = json.dumps(saved, default=float).encode()
+            Path(args.save).write_bytes(gzip.compress(data) if args.save.endswith(".gz") else data)
+    info = {i: x for i, x in enumerate(saved["info"])}
+    info.update({MOLECULAR + i: {**x, "source": "molecular"} for i, x in enumerate(saved.get("minfo", []))})
+    rows = saved["rows"] + [{**r, "plane": MOLECULAR + r["plane"]} for r in saved.get("mrows", [])]
     c = table(rows)
     calib = (c["plane"] % 2) == 0
     held = ~calib
-    n_planes = len({r["plane"] for r in rows})
-    print(f"\n{n_planes} alloy planes ({sum(1 for x in info if 'refused' in x)} refused), {len(rows)} ratios "
-          f"(|u|, |v| ≤ {settings.max_index}); {saved['passes']} passes; "
-          f"wall {saved.get('seconds', 0):.0f} s on a shared 2-core machine")
-    cals = {}
-    summary = {}
+    mol = c["plane"] >= MOLECULAR
+    n_alloy = len({r["plane"] for r in saved["rows"]})
+    n_mol = len({r["plane"] for r in saved.get("mrows", [])})
+    print(f"\n{n_alloy} alloy planes ({sum(1 for x in saved['info'] if 'refused' in x)} refused) and {n_mol} molecular "
+          f"planes; {len(rows)} ratios (|u|, |v| ≤ {settings.max_index}); {saved['passes']} passes; even planes "
+          f"calibrate, odd ones are held out; wall {saved.get('seconds', 0):.0f} s on a shared 2-core machine")
+    punched = np.array([bool(info[i].get("bragg_punched", info[i].get("bragg"))) for i in c["plane"]])
+    cals, summary = {}, {}
     for m in METHODS:
         a, t, sf, sp = c[f"{m}_alpha"], c["truth"], c[f"{m}_sfit"], c[f"{m}_spass"]
         ok = np.isfinite(a)
-        cal = fit_calibration(m, a[calib & ok], t[calib & ok], sf[calib & ok], sp[calib & ok] if m == "network" else None)
-        cal.planes = int(len(set(c["plane"][calib & ok])))
-        e_held = (a - t)[held & ok]
-        sig_held = cal.sigma(a[held & ok], sf[held & ok], sp[held & ok] if m == "network" else None)
-        s_held = stats(e_held, sig_held)
-        s_raw = stats(e_held, np.sqrt(sf[held & ok] ** 2 + (sp[held & ok] if m == "network" else 0) ** 2))
-        s_held["planes"] = int(len(set(c["plane"][held & ok])))
-        cal.held_out = {k: s_held[k] for k in ("coverage_1sigma", "coverage_2sigma", "mean_abs_error", "values",
-                                               "planes", "within_0.03", "max_abs_error")}
-        if m == "network":
-            cal.models = saved["hashes"]
-        cal.description = ("measured plane / radial I_FF (no networks)" if m == "plane" else
-                           "the networks' I_SRO (shipped small models)")
-        cals[m] = cal
+        spm = (lambda sel: sp[sel]) if m == "network" else (lambda sel: None)  # noqa: E731
+        sig_all = np.full(len(a), np.nan)
+        for cls, sel_cls in ((False, ~punched), (True, punched)):
+            key = calibration_key(m, cls)
+            cs, hs = calib & ok & sel_cls, held & ok & sel_cls
+            cal = fit_calibration(m, a[cs], t[cs], sf[cs], spm(cs), groups=[~mol[cs], mol[cs]])
+            cal.bragg = cls
+            cal.planes = int(len(set(c["plane"][cs])))
+            sig_all[hs] = cal.sigma(a[hs], sf[hs], spm(hs))
+            s_cls = stats((a - t)[hs & ~mol], sig_all[hs & ~mol])
+            s_cls["planes"] = int(len(set(c["plane"][hs & ~mol])))
+            cal.held_out = {k: s_cls[k] for k in ("coverage_1sigma", "coverage_2sigma", "mean_abs_error", "values",
+                                                  "planes", "within_0.03", "max_abs_error")}
+            if (hs & mol).any():
+                sm_ = stats((a - t)[hs & mol], sig_all[hs & mol])
+                cal.held_out["molecular"] = {k: sm_[k] for k in ("coverage_1sigma", "coverage_2sigma", "mean_abs_error",
+                                                                 "values", "within_0.03")}
+            if m == "network":
+                cal.models = saved["hashes"]
+            cal.description = ("measured plane / radial I_FF (no networks)" if m == "plane" else
+                               "the networks' I_SRO (shipped small models)")
+            cal.description += (", planes with Bragg peaks punched" if cls else ", planes without punched Bragg peaks")
+            cals[key] = cal
+        print(f"\n[{m}] {'measured plane / radial I_FF (no networks)' if m == 'plane' else 'the networks I_SRO'}")
+        for cls in (False, True):
+            cal = cals[calibration_key(m, cls)]
+            print(f"  constants {'(Bragg peaks punched)' if cls else '(no Bragg punching)  '}: k_fit {cal.k_fit:g}  "
+                  f"k_passes {cal.k_passes:g}  σ_model {cal.sigma_model:g}  r_model {cal.r_model:g}  "
+                  f"(from {cal.planes} calibration planes)")
+        hsel = held & ok & ~mol
+        s_held = stats((a - t)[hsel], sig_all[hsel])
+        s_held["planes"] = int(len(set(c["plane"][hsel])))
+        s_raw = stats((a - t)[hsel], np.sqrt(sf[hsel] ** 2 + (sp[hsel] if m == "network" else 0) ** 2))
         summary[m] = s_held
-        print(f"\n[{m}] {cal.description}")
-        print(f"  constants: k_fit {cal.k_fit:g}  k_passes {cal.k_passes:g}  σ_model {cal.sigma_model:g}  "
-              f"r_model {cal.r_model:g}  (from {cal.planes} calibration planes)")
-        print(f"  held out, calibrated σ : {fmt(s_held)}")
-        print(f"  held out, σ before     : {fmt(s_raw)}  (least squares{' ⊕ pass spread' if m == 'network' else ''})")
+        print(f"  held-out alloys, calibrated σ : {fmt(s_held)}  ({s_held['planes']} planes)")
+        print(f"  held-out alloys, σ before     : {fmt(s_raw)}  (least squares{' ⊕ pass spread' if m == 'network' else ''})")
+        for lab, sel0 in (("  no Bragg punched", ~punched), ("  Bragg punched", punched)):
+            sel = hsel & sel0
+            print(f"  {lab:28s}: {fmt(stats((a - t)[sel], sig_all[sel]))}  ({len(set(c['plane'][sel]))} planes)")
         for shell in (1, 2):
-            sel = held & ok & (c["shell"] == shell)
-            print(f"  shell |u|+|v| = {shell}     : {fmt(stats((a - t)[sel], cal.sigma(a[sel], sf[sel], sp[sel] if m == 'network' else None)))}")
-        for order in sorted(set(c["order"])):
-            sel = held & ok & (c["order"] == order)
+            sel = hsel & (c["shell"] == shell)
+            print(f"    shell |u|+|v| = {shell}           : {fmt(stats((a - t)[sel], sig_all[sel]))}")
+        for order in sorted(set(c["order"][~mol])):
+            sel = hsel & (c["order"] == order)
             if sel.any():
-                print(f"  {order:22s}: {fmt(stats((a - t)[sel], cal.sigma(a[sel], sf[sel], sp[sel] if m == 'network' else None)))}")
+                print(f"    {order:26s}: {fmt(stats((a - t)[sel], sig_all[sel]))}")
+        msel = held & ok & mol
+        if msel.any():
+            print(f"  held-out molecular planes     : {fmt(stats((a - t)[msel], sig_all[msel]))}  "
+                  f"({len(set(c['plane'][msel]))} planes)")
     ratio = summary["network"]["mean_abs_error"] / summary["plane"]["mean_abs_error"]
-    print(f"\nvalue of the networks: mean |error| networks' I_SRO {summary['network']['mean_abs_error']:.4f} vs raw plane "
-          f"/ radial I_FF {summary['plane']['mean_abs_error']:.4f} (ratio {ratio:.1f}; the baseline is the raw-plane fit)")
-    bragg_planes = [x for x in info if x.get("bragg") and "refused" not in x]
-    clean = [x for x in info if not x.get("bragg") and "refused" not in x]
+    print(f"\nvalue of the networks (held-out alloys): mean |error| networks' I_SRO "
+          f"{summary['network']['mean_abs_error']:.4f} vs raw plane / radial I_FF {summary['plane']['mean_abs_error']:.4f} "
+          f"(ratio {ratio:.1f}; the baseline is the raw-plane fit)")
+    alloy_info = [x for x in saved["info"] if "refused" not in x]
+    bragg_planes = [x for x in alloy_info if x.get("bragg")]
+    clean = [x for x in alloy_info if not x.get("bragg")]
     if bragg_planes:
-        print(f"Bragg search: found peaks on {sum(x['bragg_found'] > 0 for x in bragg_planes)} of {len(bragg_planes)} "
-              f"planes with Bragg peaks, on {sum(x['bragg_found'] > 0 for x in clean)} of {len(clean)} without")
-    if saved.get("mrows"):
-        mc = table(saved["mrows"])
-        print(f"\nmolecular check set ({len(set(mc['plane']))} planes of simulation.py with unseen pools, swap-MC α; "
-              "σ with the alloy calibration):")
-        for m in METHODS:
-            a, t, sf, sp = mc[f"{m}_alpha"], mc["truth"], mc[f"{m}_sfit"], mc[f"{m}_spass"]
-            ok = np.isfinite(a)
-            sig = cals[m].sigma(a[ok], sf[ok], sp[ok] if m == "network" else None)
-            print(f"  [{m:7s}] {fmt(stats((a - t)[ok], sig))}")
+        print(f"Bragg search: peaks found on {sum(x['bragg_found'] > 0 for x in bragg_planes)} of {len(bragg_planes)} "
+              f"planes with Bragg peaks, outliers on {sum(x['bragg_found'] > 0 for x in clean)} of {len(clean)} "
+              f"without; every node punched on {sum(bool(x.get('bragg_punched')) for x in bragg_planes)} and "
+              f"{sum(bool(x.get('bragg_punched')) for x in clean)} of them")
     if args.write:
-        save_calibrations(cals, calibration_path(), {"planes": n_planes, "passes": saved["passes"], "seed": saved["seed"],
-                                                     "max_index": settings.max_index})
+        save_calibrations(cals, calibration_path(), {"alloy_planes": n_alloy, "molecular_planes": n_mol,
+                                                     "passes": saved["passes"], "seed": saved["seed"],
+                                                     "max_index": settings.max_index,
+                                                     "held_out_alloys": {m: {k: summary[m][k] for k in (
+                                                         "mean_abs_error", "within_0.03", "coverage_1sigma",
+                                                         "coverage_2sigma", "values", "planes")} for m in METHODS}})
         print(f"\nwritten: {calibration_path()}")
 
 

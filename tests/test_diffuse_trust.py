@@ -12,7 +12,7 @@ import torch
 
 from crystalstudio.crystal.cell import UnitCell
 from crystalstudio.diffuse.alloys import AlloySettings, AlloySimulator
-from crystalstudio.diffuse.calibration import AlphaCalibration, fit_calibration, load_calibrations
+from crystalstudio.diffuse.calibration import AlphaCalibration, calibration_for, fit_calibration, load_calibrations
 from crystalstudio.diffuse.dsfu_net import BLOCKS, DSFUGenerator, factorise
 from crystalstudio.diffuse.factorise import (FactoriseSettings, check_measured, factorise_plane, load_models,
                                              load_plane, prepare_plane, refine_alpha)
@@ -229,7 +229,8 @@ def test_calibrated_sigma_covers_the_truth_on_fresh_alloy_planes():
         plane = prepare_plane(ResampledPlane(s.measured, s.geometry, s.q_max, "x"), FactoriseSettings())
         h, k = plane.indices()
         wc = refine_plane_radial(plane.intensity, h, k, plane.q_abs(), plane.measured)
-        sig = cals["plane"].sigma(wc.alpha, wc.sigma_fit)
+        cal = calibration_for("plane", cals=cals, bragg=bool(plane.bragg and plane.bragg.every_node))
+        sig = cal.sigma(wc.alpha, wc.sigma_fit)
         t = s.true_ratios()
         e = np.array([a - t[v] for v, a in zip(wc.vectors, wc.alpha)])
         errs.append(e)
@@ -248,6 +249,12 @@ def test_calibration_fit_reaches_its_targets():
     assert np.mean(z <= 1) >= 0.683 and np.mean(z <= 2) >= 0.954
     assert 1.0 <= cal.k_fit <= 3.0 and cal.sigma_model <= 0.02  # finds roughly the true (2, 0.01)
     assert AlphaCalibration("x", sigma_model=0.01).sigma([0.1], [0.0])[0] == pytest.approx(0.01)
+    # with groups the coverage must hold in each: a second group with twice the errors needs a wider σ
+    alpha2 = np.concatenate([alpha, truth + 2 * (alpha - truth)])
+    groups = [np.arange(4000) < 2000, np.arange(4000) >= 2000]
+    both = fit_calibration("plane", alpha2, np.concatenate([truth, truth]), np.concatenate([sfit, sfit]),
+                           groups=groups)
+    assert both.sigma([0.0], [0.005])[0] > cal.sigma([0.0], [0.005])[0]
 
 
 def test_uncalibrated_models_say_so():

@@ -374,12 +374,13 @@ def refine_alpha(res: FactorisationResult, settings: Optional[FactoriseSettings]
         return res
     cals = load_calibrations() if calibrations is None else calibrations
     h, k = plane.indices()
+    punched = plane.bragg is not None and plane.bragg.every_node and plane.bragg.pixels.any()
     failed = {}
     report(progress, 0.0, "α from the measured plane")
     try:
         res.wc_plane = refine_plane_radial(plane.intensity, h, k, plane.q_abs(), plane.measured,
                                            max_index=s.max_index, symmetry=s.symmetry)
-        _calibrate(res.wc_plane, calibration_for("plane", cals=cals))
+        _calibrate(res.wc_plane, calibration_for("plane", cals=cals, bragg=punched))
     except InvalidInputError as exc:
         failed["plane"] = str(exc)
     check_cancel(cancel)
@@ -395,7 +396,7 @@ def refine_alpha(res: FactorisationResult, settings: Optional[FactoriseSettings]
                 per.append(fit_warren_cowley(img, h, k, measured=plane.measured, max_index=s.max_index,
                                              symmetry=s.symmetry, threshold=s.threshold).alpha)
             wc_net.sigma_passes = np.std(np.stack(per), axis=0, ddof=1)
-        _calibrate(wc_net, calibration_for("network", res.model_hashes, cals=cals))
+        _calibrate(wc_net, calibration_for("network", res.model_hashes, cals=cals, bragg=punched))
         res.wc_network = wc_net
     except InvalidInputError as exc:
         failed["network"] = str(exc)
