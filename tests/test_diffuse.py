@@ -193,8 +193,13 @@ def test_small_model_trained_on_cpu_learns(tmp_path):
     cfg = TrainConfig.from_dict(dict(kind="dsfu", run_dir=str(tmp_path), model={"width": 8},
                                      diffuse={"size": 64, "mc_swaps": 800, "mc_size": 8, "pool": 12},
                                      batch_size=8, data_shards=2, steps=300, lr=4e-4, val_every=300, val_size=12,
-                                     checkpoint_every=0, warmup_steps=0, schedule="constant", device="cpu", seed=1))
-    r = DSFUTrainer(cfg, resume=False).run()
+                                     checkpoint_every=0, warmup_steps=0, schedule="constant", device="cpu", seed=1,
+                                     num_threads=1))  # one thread: two on a busy 2-core machine ran 15× slower
+    threads = torch.get_num_threads()
+    try:
+        r = DSFUTrainer(cfg, resume=False).run()
+    finally:
+        torch.set_num_threads(threads)  # the trainer sets it process-wide
     print({k: round(v, 4) for k, v in r.items() if isinstance(v, float)})
     # measured here: I_FF 13×, I_SRO 5.3× below the uniform-noise baseline (the GPU-trained shipped model: 109×, 15×)
     assert r["val_mse_ff"] * 5 < r["noise_mse_ff"] and r["val_mse_sro"] * 4 < r["noise_mse_sro"]

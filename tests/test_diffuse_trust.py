@@ -208,6 +208,25 @@ def test_demo_style_npy_plane_factorises_from_the_cli(tmp_path, capsys):
     assert "sigma" in head and "alpha_network" in head
 
 
+@pytest.mark.parametrize("suffix", ["tif", "edf"])
+def test_tiff_and_edf_planes_through_fabio(tmp_path, suffix):
+    from fabio.edfimage import EdfImage
+    from fabio.tifimage import TifImage
+
+    sim = alloy(5)
+    img = sim.measured.astype(np.float32)
+    path = tmp_path / f"plane.{suffix}"
+    (TifImage if suffix == "tif" else EdfImage)(data=img).write(str(path))
+    h1 = sim.q_max / (2 * np.pi / sim.geometry.cell.a)  # cubic cell: the Q grid is an index grid ±h1
+    plane = load_plane(path, cell=tuple(sim.geometry.cell.parameters), plane=sim.geometry.label(),
+                       extent=(-h1, h1, -h1, h1))
+    assert plane.n_measured == int(np.isfinite(img).sum()) and "raw intensities" in plane.notes[0]
+    h, k = plane.indices()
+    wc = refine_plane_radial(plane.intensity, h, k, plane.q_abs(), plane.measured)
+    truth = sim.true_ratios()
+    assert max(abs(a - truth[v]) for v, a in zip(wc.vectors, wc.alpha)) < 0.01
+
+
 def test_plain_plane_needs_cell_and_extent_together(tmp_path):
     path, _, _ = demo_plane(tmp_path)
     with pytest.raises(InvalidInputError, match="both the cell and the plane's extent"):
