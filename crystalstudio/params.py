@@ -7,34 +7,38 @@ its command line and its GUI. Qt-free: the form builder lives in ``crystalstudio
 How a job declares its settings::
 
     from typing import Literal, Optional
-    from crystalstudio.params import Params, FloatRange, param
+    from crystalstudio.params import Device, FloatRange, Params, param, rule, section
 
     class CellSettings(Params):
-        a_min: float = param(4.0, unit="Å", gt=0, help="shortest cell length", label="a min")
-        a_max: float = param(10.0, unit="Å", gt=0, help="longest cell length", label="a max")
+        a_min: float = param(4.0, unit="Å", gt=0, label="a min", help="shortest cell length")
+        a_max: float = param(10.0, unit="Å", gt=0, label="a max", help="longest cell length")
+
+        @rule                                    # a cross-field rule: checked on load, on options, by check()
+        def _lengths(self):
+            if self.a_min > self.a_max:
+                raise ValueError(f"a_min ({self.a_min:g} Å) must not exceed a_max ({self.a_max:g} Å)")
 
     class MyJob(Params):
-        steps: int = param(2000, ge=1, help="optimiser steps")
-        mode: Literal["uniform", "molecules"] = param("uniform", help="how atoms are placed")
-        volume_min: Optional[float] = param(None, unit="Å³", ge=0, help="lower volume bound (None: a_min³)")
-        u_iso: tuple[float, float] = param((0.01, 0.1), unit="Å²", help="per-structure Uiso range",
-                                           annotation=FloatRange(ge=0))   # or annotate the field FloatRange(ge=0)
-        cell: CellSettings = section(CellSettings, "Unit cell")             # a nested section
-        tables: dict = param(default_factory=dict, gui=False, help="…")     # kept, never shown in a form
-
-        @model_validator(mode="after")      # cross-field rules: one message in the field's words
-        def _lengths(self):
-            if self.cell.a_min > self.cell.a_max:
-                raise ValueError("cell.a_min must be ≤ cell.a_max")
-            return self
+        steps: int = param(2000, ge=1, label="Steps", help="optimiser steps")
+        mode: Literal["uniform", "molecules"] = param("uniform", help="how atoms are placed")   # a combo box
+        volume_min: Optional[float] = param(None, unit="Å³", gt=0, help="lower volume bound (auto: a_min³)")
+        u_iso: FloatRange(ge=0, le=1) = param((0.01, 0.1), unit="Å²", help="per-structure Uiso range")
+        device: Device = param("auto", help="auto, cpu, cuda or cuda:N")
+        cell: CellSettings = section(CellSettings, "Unit cell")           # a nested section (a group box)
+        tables: Optional[dict] = param(None, gui=False, help="…")         # loaded and saved, never in a form
 
 and how it is used::
 
-    s = MyJob.load("job.json", section="job")     # InputFileError "job.json, line 3: steps: must be ≥ 1 (got -1)"
-    s.steps = 10                                  # validated on assignment (and rolled back when it fails)
-    s.save("job.json")                            # atomic; only the fields that were loaded or set (round-trips)
-    opts = add_arguments(parser, MyJob, include=["steps", "mode", "cell.a_min"])
-    s = opts.apply(MyJob(), parser.parse_args())   # only the options the user gave override a loaded object
+    s = MyJob.load("job.json", section="job")   # InputFileError "job.json, line 3: steps: must be ≥ 1 (got -1)"
+    s.steps = 10                                # each assignment is type- and bounds-checked (ParamsError)
+    s.check()                                   # the cross-field rules too (call it where the job starts)
+    s.save("job.json")                          # atomic; only the fields loaded or set since: load → save is exact
+    opts = add_arguments(parser, MyJob, include=["steps", "mode", "cell.a_min"], names={"cell.a_min": "--a-min"})
+    s = opts.apply(s, parser.parse_args())      # only the options the user gave override the loaded settings
+    form = ParamsForm(s, "My job")              # crystalstudio.gui.views.forms: edits `s` in place
+
+A family of jobs can share a base class and pick the subclass by a key (see training.config.TrainConfig,
+which overrides `_concrete`); `WithDefaults` gives a nested section other defaults than its class's.
 
 Fields (top-level or nested) are read by ``describe``: kinds int, float, bool, str, choice (Literal),
 range (two floats), section (a nested Params) and other (dict/list: loaded and saved, not in forms).
@@ -522,8 +526,10 @@ def _bounds(meta) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def describe(cls: type[BaseModel], prefix: str = "") -> dict[str, ParamInfo]:
-    """ParamInfo for each field of `cls` (sections included as kind 'section'; recurse with `prefix`)."""
+    """ParamInfo for each field of `cls` (sections included as kind 'section'; recurse with `prefix`).
+    Computed once per class and prefix: treat the dict as read-only."""
     out = {}
     for name, f in cls.model_fields.items():
         extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}

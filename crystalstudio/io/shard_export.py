@@ -11,15 +11,11 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
-from ..crystal.generator.batch import generate_batch
 from ..crystal.generator.settings import GeneratorSettings
-from ..crystal.reflections import index_sphere_half_grid
 from ..errors import InvalidInputError
 from ..jobs import check_cancel, report
 from ..params import Device, Params, param
-from .shards import is_complete_shard, read_shard, write_shard
 
 
 class ShardExportSettings(Params):
@@ -57,6 +53,12 @@ def export_shards(out_dir, n: int, settings: Optional[GeneratorSettings] = None,
     same structures; complete shards with the same parameters are kept, others are regenerated.
     Reflections: the index-sphere half grid of `max_index` (PhAI order), zero beyond `d_min` Å.
     """
+    import torch
+
+    from ..crystal.generator.batch import generate_batch
+    from ..crystal.reflections import index_sphere_half_grid
+    from .shards import is_complete_shard, read_shard, write_shard
+
     if n <= 0:
         raise InvalidInputError("number of structures must be positive")
     if shard_size <= 0:
