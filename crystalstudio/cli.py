@@ -73,8 +73,8 @@ def _add_generator_options(p) -> None:
     from .crystal.generator.settings import GeneratorSettings
     from .params import add_arguments
 
-    p.add_argument("--config", help="JSON generator settings (cell/content/molecule sections; a training "
-                                    "configuration's 'generator' section is used when there is one)")
+    p.add_argument("--config", help="JSON generator settings (space_group, cell, content, molecule), or a PhAI "
+                                    "training configuration: the structures it trains on")
     p.set_defaults(generator_options=add_arguments(p, GeneratorSettings, include=list(GENERATOR_OPTIONS),
                                                    names=GENERATOR_OPTIONS))
 
@@ -83,7 +83,20 @@ def _generator_settings(args):
     """Settings from --config (or the defaults), then the options given on the command line."""
     from .crystal.generator.settings import GeneratorSettings
 
-    base = GeneratorSettings.load(args.config, section="generator") if args.config else GeneratorSettings()
+    base = GeneratorSettings()
+    if args.config:
+        import json
+
+        try:
+            head = json.loads(open(args.config, encoding="utf-8").read())
+        except (OSError, ValueError):
+            head = None  # the loader below names the problem
+        if isinstance(head, dict) and "kind" in head:  # a training configuration: the structures it trains on
+            from .training.config import PhAITrainConfig
+
+            base = PhAITrainConfig.load(args.config).generator
+        else:
+            base = GeneratorSettings.load(args.config, section="generator")
     return args.generator_options.apply(base, args).check()
 
 

@@ -100,6 +100,8 @@ CASES = [
     ("generate", lambda t: ["generate", "--n", "5", "--out", "/proc/cs-out"], "cannot write"),
     ("generate", lambda t: ["generate", "--n", "5", "--config", _config(t, '{"cell": {"a_max": -1}}'),
                             "--out", str(t / "o")], "run.json, line 1: cell.a_max: must be > 0 (got -1)"),
+    ("generate", lambda t: ["generate", "--n", "5", "--config", _config(t, '{"kind": "dsfu"}'), "--out", str(t / "o")],
+     "this is a dsfu configuration"),
     ("stats", lambda t: ["stats", str(t), "--generated", "-1"], "--generated: must be ≥ 0"),
     ("stats", lambda t: ["stats", str(t / "none")], "no .cif files"),
     ("stats", lambda t: ["stats", _data("structures"), "--generated", "0", "--tables", "/proc/cs-tables"], "cannot write"),
