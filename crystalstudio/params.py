@@ -67,10 +67,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter,
 
 from .errors import CrystalStudioError, InputFileError, InvalidInputError
 
-__all__ = ["Params", "param", "section", "WithDefaults", "rule", "FloatRange", "Device", "describe", "ParamInfo", "ParamsError", "format_errors",
-           "add_arguments", "ParamOptions", "tooltip", "bounds_text", "write_json_atomic", "OneLineArgumentParser"]
-
-_EXTRA_KEYS = ("unit", "label", "step", "decimals", "gui", "suggestions")
+__all__ = ["Params", "param", "section", "WithDefaults", "rule", "FloatRange", "Device", "describe", "ParamInfo",
+           "ParamsError", "format_errors", "add_arguments", "ParamOptions", "tooltip", "bounds_text",
+           "write_json_atomic", "OneLineArgumentParser"]
 
 
 class ParamsError(InvalidInputError):

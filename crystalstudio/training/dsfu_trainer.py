@@ -21,7 +21,7 @@ from ..diffuse.dsfu_net import DSFUDiscriminator, DSFUGenerator, count_parameter
 from ..diffuse.simulation import DiffuseSettings, DiffuseSimulator
 from ..errors import InvalidInputError, ModelFileError
 from .common import step_seed
-from .loop import RunLoop
+from .loop import RunLoop, TrainingHooks
 
 
 def diffuse_settings(cfg) -> DiffuseSettings:
@@ -34,20 +34,15 @@ def diffuse_settings(cfg) -> DiffuseSettings:
     return s
 
 
-class DSFUHooks:
+class DSFUHooks(TrainingHooks):
     """DSFU-Net in the run loop: two generators (I_FF, I_SRO) and two PatchGAN discriminators."""
 
     kind = "dsfu"
     min_improvement = 0.0  # of −(validation MSE of I_FF + I_SRO)
 
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self._sample = None
-
     def build(self, loop: RunLoop) -> None:
+        super().build(loop)
         cfg = self.cfg
-        self.loop = loop
-        self.device = loop.device
         self.width = cfg.model.width
         nets = {"g_ff": DSFUGenerator(self.width), "g_sro": DSFUGenerator(self.width),
                 "d_ff": DSFUDiscriminator(self.width), "d_sro": DSFUDiscriminator(self.width)}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
 
 import torch
 
@@ -33,28 +33,45 @@ from .config import TrainConfig
 from .runlog import MetricsLog, RunControl, load_checkpoint, save_checkpoint
 
 
-class TrainingHooks(Protocol):
-    kind: str
+class TrainingHooks:
+    """What a network adds to the run loop (subclass it; `build` first calls this one)."""
 
-    def build(self, loop: "RunLoop") -> None: ...
+    kind = ""  # checkpoints of another kind are refused
+    min_improvement = 0.0  # of score() for a better validation (best checkpoint, early stopping)
 
-    def train_step(self, step: int) -> dict: ...
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self._sample = None  # the latest validation sample, written by write_outputs
 
-    def validate(self, step: int) -> dict: ...
+    def build(self, loop: "RunLoop") -> None:
+        self.loop, self.device = loop, loop.device
 
-    def score(self, metrics: dict) -> float: ...
+    def distribute(self, loop: "RunLoop") -> None:
+        raise NotImplementedError
 
-    def state(self) -> dict: ...
+    def train_step(self, step: int) -> dict:
+        raise NotImplementedError
 
-    def load_state(self, state: dict, path: Path) -> None: ...
+    def validate(self, step: int) -> dict:
+        raise NotImplementedError
 
-    def write_outputs(self, loop: "RunLoop", step: int) -> None: ...
+    def score(self, metrics: dict) -> float:
+        raise NotImplementedError
 
-    def parameter_count(self) -> int: ...
+    def state(self) -> dict:
+        raise NotImplementedError
 
-    def start_info(self) -> dict: ...
+    def load_state(self, state: dict, path: Path) -> None:
+        raise NotImplementedError
 
-    def distribute(self, loop: "RunLoop") -> None: ...
+    def write_outputs(self, loop: "RunLoop", step: int) -> None:
+        raise NotImplementedError
+
+    def parameter_count(self) -> int:
+        raise NotImplementedError
+
+    def start_info(self) -> dict:
+        return {}
 
 
 class RunLoop:

@@ -22,7 +22,7 @@ from ..phasing.phai_grid import (PhAIGrid, average_weights, origin_invariant_los
 from ..phasing.phai_model import PhAI, PhAIConfig, count_parameters, decode_phases
 from .common import step_seed
 from .config import PhAITrainConfig, TrainConfig
-from .loop import RunLoop
+from .loop import RunLoop, TrainingHooks
 
 
 def model_config(cfg: PhAITrainConfig) -> PhAIConfig:
@@ -142,21 +142,16 @@ def real_validation_set(paths: list[str], grid: PhAIGrid) -> Optional[PhAIBatch]
     return PhAIBatch(A, P, (A > 0).float())
 
 
-class PhAIHooks:
+class PhAIHooks(TrainingHooks):
     """PhAI in the run loop: origin-invariant cross-entropy on the last of 1…cycles_max recycling cycles
     (earlier cycles without gradients), validation by map correlation against random phases."""
 
     kind = "phai"
     min_improvement = 1e-4  # of the mean validation map r
 
-    def __init__(self, cfg: PhAITrainConfig):
-        self.cfg = cfg
-        self._sample = None
-
     def build(self, loop: RunLoop) -> None:
+        super().build(loop)
         cfg = self.cfg
-        self.loop = loop
-        self.device = loop.device
         self.mcfg = model_config(cfg)
         self.grid = PhAIGrid(self.mcfg.max_index)
         self.net = PhAI(self.mcfg).to(self.device)
