@@ -93,7 +93,13 @@ def export_shards(out_dir, n: int, settings: Optional[GeneratorSettings] = None,
 
         batch = generate_batch(size, s, shard_seed(seed, i), device=device, progress=sub, cancel=cancel)
         check_cancel(cancel)
-        F = batch.structure_factors(hkl, d_min=d_min, device=device, dtype=torch.float32).cpu().numpy()
+        F = np.empty((size, len(hkl)), dtype=np.complex64)
+        for a in range(0, size, 256):  # in row blocks, so that Cancel is answered within a fraction of a second
+            check_cancel(cancel)
+            rows = np.arange(a, min(a + 256, size))
+            F[rows] = batch.structure_factors(hkl, d_min=d_min, device=device, dtype=torch.float32,
+                                              rows=rows).cpu().numpy()
+        check_cancel(cancel)
         write_shard(path, batch, hkl, F, shard=i, d_min=d_min, extra={"run_seed": int(seed), "max_index": max_index})
         written += size
         paths.append(str(path))
