@@ -40,7 +40,14 @@ def test_volume_factorise_refine_export(window, qtbot, tmp_path, screenshot_dir)
     qtbot.waitUntil(lambda: dp.result is not None, timeout=90000)
     qtbot.waitUntil(lambda: dp.factorise_button.isEnabled(), timeout=5000)
     assert dp.result.ff_spread is not None and dp.alpha_table.rowCount() == 24
-    assert "over 3 passes" in dp.images["I_SRO spread"].plot.plotItem.titleLabel.text
+    assert "over 3 passes" in dp.images["I_SRO spread"].plot.titleLabel.text
+    # every image: a colour bar naming quantity and unit, axes in Å⁻¹, the h and k axes drawn, the mask's legend
+    for name in dp.view_names:
+        v = dp.images[name]
+        assert v.isVisible() and v.colorbar is not None and v.unit == "rel." and v.x_axis == ("Q_x", "Å⁻¹"), name
+        assert len(dp._axis_items[name]) == 6, name  # two index axes: line, ticks, label each
+    counts = dp.images["measured plane"].masked_counts()
+    assert counts["not measured"] > 1000 and counts["Bragg peak punched (filled, not fitted)"] > 100
     assert "measured plane" in dp.alpha_table.horizontalHeaderItem(1).text()
     dp.symmetry.setCurrentText("mm (square/rect.)")
     qtbot.mouseClick(dp.refine_button, QtCore.Qt.LeftButton)

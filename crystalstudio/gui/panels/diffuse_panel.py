@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from ...diffuse.factorise import MIN_MEASURED_FRACTION, VOLUME_SUFFIXES, FactoriseSettings
 from ...diffuse.warren_cowley import SYMMETRIES
 from ...params import describe, tooltip
-from ..views.image_view import ImagePanel
+from ..views.image_view import ImageView
 from .base import Panel
 
 log = logging.getLogger("crystalstudio")
@@ -28,6 +29,25 @@ DETECTOR_SUFFIXES = (".cbf", ".img", ".mccd", ".cbf.bz2", ".img.bz2", ".mccd.bz2
 PLANE_SUFFIXES = (".npy", ".tif", ".tiff", ".edf", ".edf.bz2")
 IMAGE_SUFFIXES = DETECTOR_SUFFIXES + PLANE_SUFFIXES
 METHOD_NAMES = {"plane": "measured plane / radial I_FF", "network": "networks' I_SRO"}
+MASK_PUNCHED = 2  # mask code of Bragg-peak pixels punched and filled (they feed the networks, never a fit)
+MASK_LEGEND = {1: ("not measured", (120, 120, 120, 255)),
+               MASK_PUNCHED: ("Bragg peak punched (filled, not fitted)", (0, 200, 255, 255))}
+# name, quantity, unit, diverging, scale, tooltip — every intensity is relative (normalised to the plane's maximum)
+VIEWS = [
+    ("measured plane", "I", "rel.", False, "sqrt", "The plane as measured (relative intensity); grey: not measured, "
+                                                   "blue: Bragg peaks punched and filled — left out of every fit"),
+    ("I_FF", "I_FF", "rel.", False, "linear", "Form-factor component from the I_FF network (mean over the passes)"),
+    ("I_SRO", "I_SRO", "rel.", False, "linear", "Short-range-order component from the I_SRO network (mean over the "
+                                                "passes)"),
+    ("product I_FF·I_SRO", "I", "rel.", False, "sqrt", "k·I_FF·I_SRO, k fitted to the measured pixels"),
+    ("residual", "ΔI", "rel.", True, "linear", "Measured − product, on measured pixels only"),
+    ("I_FF radial estimate", "I_FF", "rel.", False, "linear", "The smooth radial form factor the plane method divides "
+                                                              "the measured plane by (no networks)"),
+    ("I_FF spread", "spread", "rel.", False, "linear", "Spread of I_FF over the N passes: how much the passes disagree, "
+                                                       "not a calibrated σ"),
+    ("I_SRO spread", "spread", "rel.", False, "linear", "Spread of I_SRO over the N passes: how much the passes "
+                                                        "disagree, not a calibrated σ"),
+]
 SHORTCUT_CUT = "Ctrl+K"
 SHORTCUT_FACTORISE = "Ctrl+R"
 
@@ -187,15 +207,13 @@ class DiffusePanel(Panel):
         scroll.setWidgetResizable(True)
         scroll.setMinimumWidth(380)
 
-        self.view_names = ["measured plane", "measured mask", "I_FF", "I_SRO", "product I_FF·I_SRO", "residual",
-                           "I_FF spread", "I_SRO spread"]
-        self.images = {n: ImagePanel(n, diverging=(n == "residual")) for n in self.view_names}
-        self.images["measured mask"].scale.setVisible(False)
-        self.mask_legend = QtWidgets.QLabel("light: measured · red: Bragg peak punched (filled, not fitted) · "
-                                            "black: no data")
-        self.mask_legend.setWordWrap(True)
-        self.mask_legend.setToolTip("Legend of the measured-pixel mask")
-        self.images["measured mask"].layout().addWidget(self.mask_legend)
+        self.view_names = [name for name, *_ in VIEWS]
+        self.images = {name: ImageView(name, quantity=q, unit=u, diverging=div, colorbar="bar",
+                                       x_axis=("Q_x", "Å⁻¹"), y_axis=("Q_y", "Å⁻¹"), scale=scale)
+                       for name, q, u, div, scale, _ in VIEWS}
+        for name, *_, tip in VIEWS:
+            self.images[name].setToolTip(tip)
+        self._axis_items: dict[str, list] = {n: [] for n in self.view_names}
         grid = QtWidgets.QGridLayout()
         for i, n in enumerate(self.view_names):
             grid.addWidget(self.images[n], i // 4, i % 4)
@@ -279,9 +297,8 @@ class DiffusePanel(Panel):
         self.result = None
         self.alpha_table.setRowCount(0)
         self.sigma_note.setText("")
-        for panel in self.images.values():
-            panel.set_image(None)
-            panel.label.setText("")
+        for name in self.view_names:
+            self._show(name, None)
         for b in (self.refine_button, self.export_button):
             b.setEnabled(False)
         self._update_factorise_state()
@@ -291,7 +308,6 @@ class DiffusePanel(Panel):
 
         self.volume, self.plain_path = vol, None
         self.plain_box.setVisible(False)
-        self._show_views(all_views=True)
         lim = [f"{'hkl'[i]} {vol.lower_limits[i]:g}…{vol.lower_limits[i] + (vol.shape[i] - 1) * vol.step_sizes[i]:g}"
                for i in range(3)]
         text = (f"{Path(vol.path).name}: {vol.layout}, {vol.shape[0]}×{vol.shape[1]}×{vol.shape[2]}, "
@@ -312,7 +328,6 @@ class DiffusePanel(Panel):
         if as_plane:
             self.volume, self.plain_path = None, path
             self.plain_box.setVisible(True)
-            self._show_views(all_views=True)
             self.info.setText(f"{Path(path).name}: plain plane {img.data.shape[1]}×{img.data.shape[0]} ({img.format}); "
                               "give the cell and extent for α refinement")
             self.cut_button.setEnabled(True)
@@ -323,19 +338,77 @@ class DiffusePanel(Panel):
         self.info.setText(f"{Path(path).name}: detector image {img.data.shape[1]}×{img.data.shape[0]} "
                           f"({img.format}); shown for inspection (factorisation needs a reconstructed volume or a "
                           "256×256 plane)")
-        self._show_views(all_views=False)
+        for name in self.view_names:
+            self._show(name, None)
         view = self.images["measured plane"]
-        view.plot.setTitle("detector image (counts)")
-        view.scale.setCurrentText("log")
-        view.set_image(img.data.astype(float), readout=lambda i, j: f"pixel x {j}, y {i}")
+        view.setVisible(True)
+        view.plot.setTitle("detector image")
+        view.set_detector_frame(img, scale="log")
         self.cut_button.setEnabled(False)
         self._update_factorise_state("a detector image: factorisation needs a reconstructed volume or a plane")
 
-    def _show_views(self, all_views: bool) -> None:
-        for n, panel in self.images.items():
-            panel.setVisible(all_views or n == "measured plane")
-        if all_views:
-            self.images["measured plane"].plot.setTitle("measured plane")
+    def _show(self, name: str, data: Optional[np.ndarray], plane=None, mask: Optional[np.ndarray] = None,
+              title: Optional[str] = None) -> None:
+        """One view: hidden without data (only what applies is shown); axes in Q (Å⁻¹) with the h and k axes
+        drawn through the origin, or h and k for plain planes on an index grid, or pixels without geometry."""
+        view = self.images[name]
+        for item in self._axis_items[name]:
+            view.plot.removeItem(item)
+        self._axis_items[name] = []
+        view.plot.vb.invertY(False)
+        view.plot.setTitle(title or name)
+        if data is None:
+            view.clear()
+            view.setVisible(False)
+            return
+        view.setVisible(True)
+        kw = {"mask": mask, "mask_legend": MASK_LEGEND, "nan_label": "not measured"}
+        if plane is None or not plane.has_geometry:
+            view.set_axes(("column", "pixel"), ("row", "pixel"))
+            view.set_image(data, self._readout(plane) if plane is not None else None, **kw)
+            return
+        a, b = "hkl"[plane.geometry.inplane[0]], "hkl"[plane.geometry.inplane[1]]
+        if plane.index_map is not None:
+            A = plane.index_map
+            view.set_axes((a, ""), (b, ""))
+            t = QtGui.QTransform(A[0, 0], 0.0, 0.0, A[1, 1], A[0, 2] - A[0, 0] / 2, A[1, 2] - A[1, 1] / 2)
+            view.set_image(data, self._readout(plane), transform=t, **kw)
+            return
+        q, n = plane.q_max, data.shape[0]
+        half = q / (n - 1)  # the grid's pixel centres run from −Q max to Q max
+        view.set_axes(("Q_x", "Å⁻¹"), ("Q_y", "Å⁻¹"))
+        view.set_image(data, self._readout(plane), rect=(-q - half, -q - half, 2 * q + 2 * half, 2 * q + 2 * half), **kw)
+        self._axis_items[name] = self._hkl_axes(view, plane, a, b)
+
+    @staticmethod
+    def _hkl_axes(view: ImageView, plane, a: str, b: str) -> list:
+        """The plane's two index axes through its origin, ticked at integer indices and labelled."""
+        geo, q = plane.geometry, plane.q_max
+        o = geo.offset[:2]
+        items = []
+        for col, name, colour in ((0, a, (255, 255, 255, 170)), (1, b, (255, 255, 255, 170))):
+            d = geo.M[:, col]  # Å⁻¹ per unit index
+            # the segment of the axis line o + t·d inside the square ±q: the intersection of both coordinates' ranges
+            t0, t1 = -np.inf, np.inf
+            for k in range(2):
+                if abs(d[k]) > 1e-12:
+                    lo, hi = sorted(((-q - o[k]) / d[k], (q - o[k]) / d[k]))
+                    t0, t1 = max(t0, lo), min(t1, hi)
+                elif abs(o[k]) > q:
+                    t1 = -np.inf
+            if not np.isfinite(t0) or not np.isfinite(t1) or t1 <= t0:
+                continue
+            line = pg.PlotCurveItem([o[0] + t0 * d[0], o[0] + t1 * d[0]], [o[1] + t0 * d[1], o[1] + t1 * d[1]],
+                                   pen=pg.mkPen(colour, width=1, style=QtCore.Qt.DashLine))
+            ticks = np.arange(np.ceil(t0), np.floor(t1) + 1)
+            dots = pg.ScatterPlotItem(o[0] + ticks * d[0], o[1] + ticks * d[1], size=4, pen=None,
+                                      brush=pg.mkBrush(colour))
+            label = pg.TextItem(name, color=(255, 255, 255), anchor=(0.5, 0.5))
+            label.setPos(o[0] + (t1 - 0.35) * d[0], o[1] + (t1 - 0.35) * d[1])
+            for it in (line, dots, label):
+                view.plot.addItem(it)
+                items.append(it)
+        return items
 
     def _plane_edited(self, text: str) -> None:
         if self.volume is not None and self.qmax_auto.isChecked():
@@ -381,15 +454,12 @@ class DiffusePanel(Panel):
         self.result = None
         if plane.q_max is not None:
             self.qmax.setValue(plane.q_max)
-        ro = self._readout(plane)
-        self.images["measured plane"].scale.setCurrentText("sqrt")
-        self.images["measured plane"].set_image(np.where(plane.measured, plane.intensity, np.nan), ro)
-        mask = plane.measured.astype(float)
+        codes = np.where(plane.measured, 0, 1).astype(np.int16)
         if plane.bragg is not None and plane.bragg.count:
-            mask[plane.bragg.pixels] = 0.5
-        self.images["measured mask"].set_image(mask, ro)
-        for n in self.view_names[2:]:
-            self.images[n].set_image(None)
+            codes[plane.bragg.pixels] = MASK_PUNCHED
+        self._show("measured plane", plane.intensity, plane, mask=codes, title=f"measured {plane.label}")
+        for n in self.view_names[1:]:
+            self._show(n, None)
         for note in plane.notes:
             (log.warning if note.startswith("warning") else log.info)("%s: %s", plane.label, note)
         log.info("plane %s: %d of %d pixels measured", plane.label, plane.n_measured, plane.intensity.size)
@@ -446,14 +516,15 @@ class DiffusePanel(Panel):
         if res.plane is not self.plane:  # a new plane was cut meanwhile
             return
         self.result = res
-        ro = self._readout(res.plane)
         n = res.passes
+        ff_radial = res.wc_plane.form_factor if res.wc_plane is not None else None
+        if ff_radial is not None:
+            ff_radial = ff_radial / max(float(np.nanmax(ff_radial)), 1e-300)
         for name, arr in (("I_FF", res.ff), ("I_SRO", res.sro), ("product I_FF·I_SRO", res.product),
-                          ("residual", res.residual), ("I_FF spread", res.ff_spread), ("I_SRO spread", res.sro_spread)):
-            view = self.images[name]
-            if name.endswith("spread"):
-                view.plot.setTitle(f"{name} over {n} passes (not a σ)" if arr is not None else f"{name} (1 pass: none)")
-            view.set_image(arr, ro)
+                          ("residual", res.residual), ("I_FF radial estimate", ff_radial),
+                          ("I_FF spread", res.ff_spread), ("I_SRO spread", res.sro_spread)):
+            title = f"{name} over {n} passes (not a σ)" if name.endswith("spread") else None
+            self._show(name, arr, res.plane, title=title)
         self._show_alpha()
         for b in (self.refine_button, self.export_button):
             b.setEnabled(True)
