@@ -250,3 +250,23 @@ def test_phai_training_domain_from_the_model_file(tmp_path):
     torch.save({"kind": "phai", "model": sd, "domain": {"space_group": "P 1 21/c 1", "a_min": 4.0, "a_max": 14.0}},
                tmp_path / "ckpt.pt")
     assert load_phai(tmp_path / "ckpt.pt").domain["a_max"] == 14.0
+
+
+def test_element_error_estimate_from_class_separation():
+    from types import SimpleNamespace
+
+    from crystalstudio.phasing.verdict import element_error_estimate
+
+    comp = Composition({"C": 40, "N": 8, "H": 40}, "test")
+    rng = np.random.default_rng(0)
+
+    def model(sd):
+        e = np.concatenate([6 * np.exp(rng.normal(0, sd, 20)), 7 * np.exp(rng.normal(0, sd, 4))])
+        atoms = [SimpleNamespace(element="C" if i < 20 else "N", electrons=x) for i, x in enumerate(e)]
+        return SimpleNamespace(composition=comp, atoms=atoms)
+
+    sharp, pairs = element_error_estimate(model(0.02))  # C and N 7.7σ apart: no confusion
+    assert sharp < 0.01 and pairs == []
+    blurred, pairs = element_error_estimate(model(0.12))  # 1.3σ apart: about a quarter of them mixed up
+    assert 0.14 < blurred < 0.4 and pairs == ["C/N"]
+    assert element_error_estimate(SimpleNamespace(composition=None, atoms=[]))[0] is None

@@ -104,6 +104,7 @@ class PhasingPanel(Panel):
         self.task = None
         self._shown: Optional[Solution] = None
         self._deleted: set[int] = set()  # atom rows marked for deletion in the shown model
+        self._scenes: dict = {}  # id(solution) → (what it was built for, SceneData)
 
         # ---- data
         self.open_button = QtWidgets.QPushButton("Open reflections…")
@@ -311,6 +312,7 @@ class PhasingPanel(Panel):
         """Forget the previous data's solutions: map, 3D view, tables, verdict and progress."""
         self.problem = None
         self.solutions = []
+        self._scenes.clear()
         self._shown = None
         self._deleted.clear()
         self.table.setRowCount(0)
@@ -527,7 +529,7 @@ class PhasingPanel(Panel):
         peaks = None if structure is not None else (s.peaks.xyz if s.peaks is not None else None)
         self.slab.set_map(s.dmap, structure if structure is not None else self.problem.reference, peaks)  # fits the cell
         self.highlight.setData([])
-        self.view3d.set_structure(structure, s.dmap, peaks)
+        self._show_3d(s, structure, peaks)
         self._set_3d_highlight(None)
         v = s.verdict
         self.verdict_label.setText(v.line() if v is not None else "no model built for this candidate")
@@ -535,6 +537,30 @@ class PhasingPanel(Panel):
                                           "not solved": "color: #a01818;"}.get(v.status if v else "", ""))
         self._fill_atoms()
         self.export_button.setEnabled(True)
+
+    def _show_3d(self, s: Solution, structure, peaks) -> None:
+        """The 3D view of a candidate; its P1 expansion, bonds and isosurface are built in a worker (the
+        event loop stays free), the view shows them when they arrive if the candidate is still shown."""
+        from ...crystal.scene import build_scene
+
+        iso = self.view3d.iso_sigma()
+        key = (id(structure), id(s.dmap), iso)
+        cached = self._scenes.get(id(s))
+        if cached is not None and cached[0] == key:
+            self.view3d.set_structure(structure, s.dmap, peaks, scene_data=cached[1])
+            return
+        self.view3d.set_structure(None)
+        dmap = s.dmap
+
+        def job(cancel=None):
+            return build_scene(structure, dmap, iso)
+
+        def done(sd, s=s):
+            self._scenes[id(s)] = (key, sd)
+            if self._shown is s:
+                self.view3d.set_structure(structure, dmap, peaks, scene_data=sd)
+
+        self.run("3D scene", job, key="phasing-scene", track=False, on_result=done)
 
     def _choose_axis(self) -> None:
         """The projection axis whose cell face best matches the shape of the map view (least empty margin)."""
@@ -570,8 +596,9 @@ class PhasingPanel(Panel):
                     combo = QtWidgets.QComboBox()
                     combo.addItems(list(dict.fromkeys([a.element] + choices)))
                     combo.setCurrentText(a.element)
-                    combo.setToolTip(f"{a.label}: {a.electrons:.1f} electrons estimated at the site; choose another "
-                                     "element, then Re-refine")
+                    esd = f" ± {a.electrons_esd:.1f}" if np.isfinite(a.electrons_esd) else ""
+                    combo.setToolTip(f"{a.label}: {a.electrons:.1f}{esd} electrons estimated at the site; choose "
+                                     "another element, then Re-refine")
                     combo.currentTextChanged.connect(lambda *_: self._edited())
                     self.atoms.setCellWidget(r, c, combo)
                     continue
