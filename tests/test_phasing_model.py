@@ -270,3 +270,15 @@ def test_element_error_estimate_from_class_separation():
     blurred, pairs = element_error_estimate(model(0.12))  # 1.3σ apart: about a quarter of them mixed up
     assert 0.14 < blurred < 0.4 and pairs == ["C/N"]
     assert element_error_estimate(SimpleNamespace(composition=None, atoms=[]))[0] is None
+
+
+def test_phai_candidates_are_refined_and_judged_like_charge_flipping():
+    from crystalstudio.phasing.models import default_phai_model
+    from crystalstudio.phasing.solve import solve_phai
+
+    p = prepare_problem(needs_data("pairs", "water_Mn_P21c", "water.hkl"))
+    sols = solve_phai(p, default_phai_model(), max_cycles=1, random_starts=0, keep=1, build_top=1)
+    s = sols[0]
+    assert s.model is not None and s.verdict is not None and s.verdict.line().startswith("verdict: ")
+    assert s.phased.sum() < len(p.hkl)  # only the PhAI list carries phases; the model is refined against all data
+    assert s.model.statistics.n_ref == len(p.observed)
