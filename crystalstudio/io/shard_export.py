@@ -1,4 +1,6 @@
-"""Batched export of generated structures and their reflections to HDF5 shards (resumable)."""
+"""Batched export of generated structures and their reflections to HDF5 shards (resumable).
+
+Lives in io (it writes files); the generation itself is crystal.generator's."""
 
 from __future__ import annotations
 
@@ -9,13 +11,23 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
-from ...errors import InvalidInputError
-from ...jobs import check_cancel, report
-from ..reflections import index_sphere_half_grid
-from .batch import generate_batch
-from .settings import GeneratorSettings
+from ..crystal.generator.settings import GeneratorSettings
+from ..errors import InvalidInputError
+from ..jobs import check_cancel, report
+from ..params import Device, Params, param
+
+
+class ShardExportSettings(Params):
+    """The `generate` job besides the generator settings: how many structures, in which files."""
+
+    n: int = param(..., ge=1, label="Structures", help="number of structures")
+    seed: int = param(0, ge=0, label="Seed", help="run seed: the same seed and settings give the same structures")
+    shard_size: int = param(10000, ge=1, label="Shard size", help="structures per HDF5 shard file")
+    max_index: int = param(10, ge=1, le=60, label="Max index m",
+                           help="reflections of the half grid with h²+k²+l² ≤ m² (PhAI order for m = 10)")
+    d_min: float = param(1.0, unit="Å", ge=0, label="d min", help="resolution limit of the amplitudes (0: none)")
+    device: Device = param("cpu", label="Device", help="where structures and structure factors are computed")
 
 
 @dataclass
@@ -41,7 +53,11 @@ def export_shards(out_dir, n: int, settings: Optional[GeneratorSettings] = None,
     same structures; complete shards with the same parameters are kept, others are regenerated.
     Reflections: the index-sphere half grid of `max_index` (PhAI order), zero beyond `d_min` Å.
     """
-    from ...io.shards import is_complete_shard, read_shard, write_shard
+    import torch
+
+    from ..crystal.generator.batch import generate_batch
+    from ..crystal.reflections import index_sphere_half_grid
+    from .shards import is_complete_shard, read_shard, write_shard
 
     if n <= 0:
         raise InvalidInputError("number of structures must be positive")
