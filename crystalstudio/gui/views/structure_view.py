@@ -13,10 +13,9 @@ from typing import Optional
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from ...crystal.elements import covalent_radius
+from ...crystal.elements import covalent_radius, element_color
 from ...crystal.maps import DensityMap
 from ...crystal.structure import Structure
-from ...crystal.elements import element_color
 from ...crystal.scene import SceneData, build_scene
 
 
