@@ -319,6 +319,7 @@ class ImageView(QtWidgets.QWidget):
             self.readout.setText("")
             return
         new_shape = self.data is None or self.data.shape != np.shape(data)
+        self.readout.setText("")  # a read-out of the previous image would describe data no longer shown
         self.data = np.asarray(data)
         self._data32 = None
         finite = np.isfinite(self.data)

@@ -117,7 +117,10 @@ class Structure3DView(QtWidgets.QWidget):
         html = []
         for e in elements:
             r, g, b = (int(255 * c) for c in element_color(e))
-            html.append(f"<span style='color:rgb({r},{g},{b}); font-size:14pt'>●</span>&nbsp;{e}")
+            dot = "●" if 0.3 * r + 0.59 * g + 0.11 * b < 215 else "○"  # white atoms: drawn with their grey rim
+            if dot == "○":
+                r = g = b = 80
+            html.append(f"<span style='color:rgb({r},{g},{b}); font-size:14pt'>{dot}</span>&nbsp;{e}")
         if self.peaks is not None and len(self.peaks):
             html.append("<span style='color:rgb(255,50,50); font-size:12pt'>✚</span>&nbsp;peaks")
         self.legend.setText("&nbsp;&nbsp;".join(html))
