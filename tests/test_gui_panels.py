@@ -69,30 +69,3 @@ def test_phasing_bad_file_message(window, qtbot, tmp_path):
     window.open_path(str(bad))
     qtbot.waitUntil(lambda: window.last_error is not None, timeout=20000)
     assert "broken.hkl" in window.last_error and "line" in window.last_error
-
-
-def test_diffuse_volume_factorise_refine_export(window, qtbot, tmp_path, screenshot_dir):
-    dp = panel(window, "Diffuse")
-    window.open_path(str(needs_data("diffuse", "meerkat2avg_visual-test.h5")))
-    qtbot.waitUntil(lambda: dp.plane is not None, timeout=30000)
-    assert "Yell 1.0" in dp.info.text() and dp.plane.label == "hk1"
-    dp.qmax.setValue(5.0)
-    prev = dp.plane
-    qtbot.mouseClick(dp.cut_button, QtCore.Qt.LeftButton)
-    qtbot.waitUntil(lambda: dp.plane is not prev, timeout=30000)
-    # the readout names hkl on the plane
-    ro = dp.images["measured plane"].readout_fn(128, 128)
-    assert "h k l" in ro and ro.split("=")[1].split()[2].startswith("1.000")
-    dp.passes.setValue(3)
-    qtbot.mouseClick(dp.factorise_button, QtCore.Qt.LeftButton)
-    qtbot.waitUntil(lambda: dp.result is not None, timeout=60000)
-    assert dp.result.ff_std is not None and dp.alpha_table.rowCount() > 3
-    dp.symmetry.setCurrentText("mm (square/rect.)")
-    qtbot.mouseClick(dp.refine_button, QtCore.Qt.LeftButton)
-    assert 0 < dp.alpha_table.rowCount() < 24
-    save_screenshot(window, screenshot_dir, "diffuse_factorised")
-    paths = dp.export(str(tmp_path / "fac"))
-    assert "alpha" in paths and (tmp_path / "fac" / "sro.png").exists()
-    window.open_path(str(needs_data("images", "fabio2011_run2_1_00148.cbf.bz2")))
-    qtbot.waitUntil(lambda: "detector image" in dp.info.text(), timeout=30000)
-    save_screenshot(window, screenshot_dir, "diffuse_detector_image")

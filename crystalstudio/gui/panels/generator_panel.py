@@ -16,6 +16,7 @@ from ...crystal.generator import GeneratorSettings
 from ...crystal.generator.preview import preview_structure
 from ...crystal.maps import CalculatedData, calculated_data
 from ...crystal.scene import SceneData, build_scene
+from ...errors import CrystalStudioError
 from ..views.density_view import DensitySlabView
 from ..views.forms import ParamsForm
 from ..views.plots import HistogramPlot
@@ -186,7 +187,11 @@ class GeneratorPanel(Panel):
         self.generate()
 
     def generate(self) -> None:
-        s = GeneratorSettings.from_dict(self._collect().to_dict())
+        try:
+            s = GeneratorSettings.from_dict(self._collect().to_dict())  # a validated copy for the worker
+        except CrystalStudioError as exc:
+            self.error("Invalid generator settings", str(exc))
+            return
         self._click_time = time.perf_counter()
         d_min = float(self.window_.settings.value("views/d_min", 0.8))
         key = (json.dumps(s.to_dict(), sort_keys=True), self.seed, d_min, self.view3d.iso_sigma())
