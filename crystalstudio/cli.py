@@ -196,63 +196,109 @@ def _run_stats(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ phase
+PHASE_OPTIONS = None  # the ParamOptions of the phase command (built with its parser)
+
+
 @subcommand("phase")
 def _add_phase(sub):
-    p = sub.add_parser("phase", help="solve a structure from reflections (charge flipping or PhAI)")
-    p.add_argument("reflections", help=".hkl (HKLF 4), .fcf, hkl-CIF, .cif with _shelx_hkl_file, .mtz, XDS_ASCII")
-    p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed")
+    global PHASE_OPTIONS
+    from .params import add_arguments
+    from .phasing.parameters import DEFAULTS, PhasingParameters
+
+    p = sub.add_parser("phase", help="solve a structure from reflections: phases, a refined model with elements, "
+                                     "R1 and a verdict")
+    p.add_argument("reflections", help=".hkl (HKLF 4, or HKLF 3 with --amplitudes), .fcf, hkl-CIF, .cif with "
+                                       "_shelx_hkl_file, .mtz, XDS_ASCII")
+    p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed; it also "
+                                       "gives cell, symmetry and cell content when the data lack them")
     p.add_argument("--cell", nargs=6, type=float, metavar=("A", "B", "C", "AL", "BE", "GA"))
     p.add_argument("--space-group")
-    p.add_argument("--method", choices=["charge-flipping", "phai"], default="charge-flipping")
     p.add_argument("--model", help="PhAI weights (published PhAI_model.pth or a CrystalStudio checkpoint); "
                                    "default: the shipped small model")
-    p.add_argument("--starts", type=int, default=None, help="random starts (CF default 3, PhAI default 4)")
-    p.add_argument("--cycles", type=int, default=10, help="PhAI: maximum recycling cycles")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv")
+    p.add_argument("--starts", type=int, default=None,
+                   help=f"random starts (charge flipping {DEFAULTS.cf_starts}, 1…64; PhAI {DEFAULTS.phai_starts}, 0…64)")
+    PHASE_OPTIONS = add_arguments(p, PhasingParameters, exclude=("cf_starts", "phai_starts"),
+                                  names={"cf_iterations": "--iterations", "phai_cycles": "--cycles"})
+    p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv, "
+                                                "model.res + model.hkl")
     p.set_defaults(run=_run_phase)
 
 
 def _run_phase(args) -> int:
     from .crystal.cell import UnitCell
     from .crystal.symmetry import SpaceGroup
+    from .phasing.parameters import PhasingParameters
     from .phasing.solve import export_solution, prepare_problem, solve_charge_flipping, solve_phai
 
+    params = PHASE_OPTIONS.apply(PhasingParameters(), args)
+    if args.starts is not None:
+        params = params.replace(**{"phai_starts" if params.method == "phai" else "cf_starts": args.starts})
     cell = UnitCell(*args.cell) if args.cell else None
     sg = SpaceGroup.from_name(args.space_group) if args.space_group else None
-    problem = prepare_problem(args.reflections, structure=args.structure, cell=cell, space_group=sg)
+    problem = prepare_problem(args.reflections, structure=args.structure, cell=cell, space_group=sg,
+                              formula=params.formula, z=params.z, amplitudes=params.amplitudes)
     print(problem.summary())
-    bar = TextProgress(args.method)
+    bar = TextProgress(params.method)
     t0 = time.perf_counter()
-    if args.method == "phai":
-        if problem.space_group.number != 14:
-            raise CrystalStudioError(f"PhAI solves P2₁/c (No. 14) only; the data are in {problem.space_group}")
-        from .phasing.phai_inference import load_phai
+    if params.method == "phai":
         from .phasing.models import default_phai_model
+        from .phasing.phai_inference import load_phai
+        from .phasing.settings import require_phai_group
+        from .phasing.solve import phai_domain_warnings
 
+        require_phai_group(problem.space_group)
         model = load_phai(args.model) if args.model else default_phai_model()
         if not args.model:
             from .phasing.models import shipped_phai_note
 
             print(shipped_phai_note())
-        sols = solve_phai(problem, model, max_cycles=args.cycles,
-                          random_starts=4 if args.starts is None else args.starts, seed=args.seed, progress=bar)
+        for w in phai_domain_warnings(problem, model):
+            print(f"warning: {w}")
+        sols = solve_phai(problem, model, max_cycles=params.phai_cycles, random_starts=params.phai_starts,
+                          seed=params.seed, build=params.build_model, stop_when_solved=params.stop_when_solved,
+                          progress=bar)
+        on = int(sols[0].phased.sum())
+        print(f"PhAI phased {on} of {len(problem.hkl)} unique measured reflections (those on its list); the other "
+              f"{len(problem.hkl) - on} are left out of solution.fcf and the map (no phase 0 written for them)")
     else:
         from .phasing.charge_flipping import ChargeFlippingSettings
 
-        s = ChargeFlippingSettings(random_starts=3 if args.starts is None else args.starts, seed=args.seed)
-        sols = solve_charge_flipping(problem, s, progress=bar)
+        s = ChargeFlippingSettings(random_starts=params.cf_starts, max_iterations=params.cf_iterations, seed=params.seed)
+        sols = solve_charge_flipping(problem, s, progress=bar, build=params.build_model,
+                                     stop_when_solved=params.stop_when_solved)
     bar.close()
     dt = time.perf_counter() - t0
     best = sols[0]
+    print(f"{'candidate':38s} {'FOM':>8s} {'R1':>7s}  verdict" + ("      map r  phase error" if best.map_r is not None else ""))
     for i, sol in enumerate(sols[:10]):
-        extra = f"  map r {sol.map_r:.3f}, phase error {sol.phase_error:.1f}°" if sol.map_r is not None else ""
-        print(f"{'*' if i == 0 else ' '} {sol.label:38s} FOM {sol.fom:8.4f}{extra}")
+        r1 = "—" if sol.r1 is None else f"{sol.r1:.3f}"
+        v = "—" if sol.verdict is None else sol.verdict.status
+        extra = f"  {sol.map_r:6.3f}  {sol.phase_error:6.1f}°" if sol.map_r is not None else ""
+        print(f"{'*' if i == 0 else ' '} {sol.label:36s} {sol.fom:8.4f} {r1:>7s}  {v:11s}{extra}")
     paths = export_solution(problem, best, args.out)
-    print(f"solved in {dt:.1f} s; best: {best.label}; {len(best.peaks)} peaks -> {', '.join(paths.values())}")
+    if best.model is not None and best.model.n_atoms:
+        m = best.model
+        print(f"model: {m.n_atoms} atoms ({' '.join(f'{e}{n}' for e, n in _element_counts(m.structure).items())}) "
+              f"in the asymmetric unit; {m.statistics.line()}; refined on F² (Levenberg–Marquardt)")
+        for n in m.notes:
+            print(f"  {n}")
+    print(f"done in {dt:.1f} s; best: {best.label} -> {', '.join(paths.values())}")
     if best.map_r is not None:
-        print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}°  ({'solved' if best.map_r >= 0.8 else 'not solved'})")
+        print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}° against the reference model")
+    verdict = best.verdict
+    if verdict is None:
+        from .phasing.verdict import Verdict
+
+        verdict = Verdict("not solved", None, ["no model was built (--no-build-model)"])
+    print(verdict.line())
     return 0
+
+
+def _element_counts(structure) -> dict:
+    out: dict = {}
+    for e in structure.elements:
+        out[e] = out.get(e, 0) + 1
+    return out
 
 
 # ------------------------------------------------------------------------------------------ evaluate

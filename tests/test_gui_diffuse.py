@@ -139,3 +139,28 @@ def test_closing_during_a_factorisation_exits_cleanly(tmp_path, moment):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "closed True" in out.stdout, out.stdout + out.stderr
     assert "QThread: Destroyed" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_every_control_has_a_tooltip_and_the_shortcuts_work(window, qtbot):
+    from PySide6 import QtWidgets
+
+    dp = diffuse(window)
+    kinds = (QtWidgets.QAbstractButton, QtWidgets.QComboBox, QtWidgets.QAbstractSpinBox, QtWidgets.QLineEdit,
+             QtWidgets.QTableWidget)
+    missing = [f"{type(w).__name__} {getattr(w, 'text', lambda: '')()!r}" for w in dp.findChildren(QtWidgets.QWidget)
+               if isinstance(w, kinds) and not w.toolTip() and w.parent() is not None
+               and not isinstance(w.parent(), (QtWidgets.QAbstractSpinBox, QtWidgets.QAbstractItemView))]
+    assert not missing, missing
+    window.open_path(str(needs_data("diffuse", "meerkat2avg_visual-test.h5")))
+    qtbot.waitUntil(lambda: dp.plane is not None, timeout=30000)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    dp.plane_edit.setText("hk0")
+    dp.plane_edit.setFocus()
+    first = dp.plane
+    qtbot.keyClick(dp.plane_edit, QtCore.Qt.Key_K, QtCore.Qt.ControlModifier)  # Cut plane
+    qtbot.waitUntil(lambda: dp.plane is not None and dp.plane is not first, timeout=30000)
+    assert dp.plane.label == "hk0"
+    dp.passes.setValue(2)
+    qtbot.keyClick(dp.plane_edit, QtCore.Qt.Key_R, QtCore.Qt.ControlModifier)  # Factorise
+    qtbot.waitUntil(lambda: dp.result is not None, timeout=60000)
