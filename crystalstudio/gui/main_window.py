@@ -21,13 +21,14 @@ from .workers import Task, TaskManager
 
 log = logging.getLogger("crystalstudio")
 
-#: main actions of panels that do not declare `main_actions()` themselves: (menu text, button attribute, shortcut)
+#: main actions of panels that do not declare `main_actions()` themselves: (menu text, button attribute, shortcut).
+#: A shortcut the panel's button already carries wins over the one here. Ctrl+R runs the current panel's job.
 MAIN_ACTIONS = {
     "Generator": [("Generate next structure", "generate_button", "Ctrl+G"),
                   ("Regenerate with the same seed", "same_button", "Ctrl+Shift+G")],
     "Training": [("Start training", "start_button", "Ctrl+T")],
     "Phasing": [("Solve", "solve_button", "Ctrl+R")],
-    "Diffuse": [("Cut plane", "cut_button", "Ctrl+K"), ("Factorise", "factorise_button", "Ctrl+F")],
+    "Diffuse": [("Cut plane", "cut_button", "Ctrl+K"), ("Factorise", "factorise_button", "Ctrl+R")],
 }
 STRUCTURE_SUFFIXES = (".cif", ".res", ".ins")
 
@@ -154,8 +155,16 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------ main actions and shortcuts
     def _make_main_actions(self) -> None:
-        """One Run-menu entry per panel main action, with its shortcut. A panel declares them with
-        `main_actions()` → [(menu text, button, shortcut)]; otherwise MAIN_ACTIONS names its buttons."""
+        """The Run menu: one entry per panel main action. A panel declares them with `main_actions()` →
+        [(menu text, button, shortcut)]; otherwise MAIN_ACTIONS names its buttons.
+
+        Each key sequence has one owner, the window: a key shared by several panels (Ctrl+R: Solve, Factorise)
+        runs the current panel's action, or the only panel's that has it; a button's or panel's own shortcut
+        for the same key is handed over to the window, so that Qt never sees two owners (an ambiguous
+        shortcut fires nothing)."""
+        self.main_action_keys: dict[str, str] = {}
+        self.shortcut_actions: dict[str, QtGui.QAction] = {}
+        by_key: dict[str, list] = {}
         for panel in self.panels:
             entries = panel.main_actions() if hasattr(panel, "main_actions") else None
             if not entries:
@@ -163,24 +172,49 @@ class MainWindow(QtWidgets.QMainWindow):
             for text, button, key in entries:
                 if button is None:
                     continue
-                self.register_action(panel, text, button, key)
+                own = button.shortcut()
+                if not own.isEmpty():  # the panel's own choice of key, now served by the window
+                    key = own.toString()
+                    button.setShortcut(QtGui.QKeySequence())
+                seq = QtGui.QKeySequence(key)
+                for sc in panel.findChildren(QtGui.QShortcut):
+                    if sc.key() == seq:
+                        sc.setEnabled(False)
+                self.register_action(panel, text, button, seq)
+                by_key.setdefault(seq.toString(), []).append((panel, text, button))
             self.run_menu.addSeparator()
+        for key, entries in by_key.items():
+            act = QtGui.QAction(self)
+            act.setShortcut(QtGui.QKeySequence(key))
+            act.setShortcutContext(QtCore.Qt.WindowShortcut)
+            act.triggered.connect(lambda *_, e=entries, k=key: self._dispatch_shortcut(k, e))
+            self.addAction(act)
+            self.shortcut_actions[key] = act
 
-    def register_action(self, panel, text: str, button: QtWidgets.QAbstractButton, shortcut: str) -> QtGui.QAction:
-        """A Run-menu action with a window-wide shortcut that shows `panel` and clicks `button` (when the button
-        is enabled; otherwise the status bar says why nothing happened). The button's tooltip names the shortcut."""
-        act = QtGui.QAction(f"{panel.title}: {text}", self)
-        act.setShortcut(QtGui.QKeySequence(shortcut))
-        act.setShortcutContext(QtCore.Qt.WindowShortcut)
+    def register_action(self, panel, text: str, button: QtWidgets.QAbstractButton,
+                        shortcut: QtGui.QKeySequence) -> QtGui.QAction:
+        """A Run-menu entry that shows `panel` and clicks `button` (when the button is enabled; otherwise the
+        status bar says why nothing happened); the entry and the button's tooltip name the shortcut."""
+        key = shortcut.toString(QtGui.QKeySequence.NativeText)
+        act = QtGui.QAction(f"{panel.title}: {text}\t{key}", self)  # the key is shown; the window owns it
         act.triggered.connect(lambda *_, p=panel, b=button, t=text: self.trigger_main_action(p, b, t))
-        self.addAction(act)
         self.run_menu.addAction(act)
-        key = act.shortcut().toString(QtGui.QKeySequence.NativeText)
         tip = button.toolTip() or text
         if key not in tip:
             button.setToolTip(f"{tip} ({key})")
         self.main_actions[text] = act
+        self.main_action_keys[text] = shortcut.toString()
         return act
+
+    def _dispatch_shortcut(self, key: str, entries: list) -> None:
+        current = self.tabs.currentWidget()
+        here = [e for e in entries if e[0] is current]
+        if here or len(entries) == 1:
+            panel, text, button = (here or entries)[0]
+            self.trigger_main_action(panel, button, text)
+            return
+        names = ", ".join(f"{text} ({panel.title})" for panel, text, _ in entries)
+        self.statusBar().showMessage(f"{key} runs {names}: show that panel first", 6000)
 
     def trigger_main_action(self, panel, button: QtWidgets.QAbstractButton, text: str) -> bool:
         self.tabs.setCurrentWidget(panel)
