@@ -76,6 +76,8 @@ def _add_generate(sub):
     p.add_argument("--a-max", type=float)
     p.add_argument("--volume-distribution", choices=["uniform", "lognormal"])
     p.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
+    p.add_argument("--workers", type=int, default=0, help="shards generated at once in separate processes "
+                                                          "(0: one per CPU core; CPU only; same shards either way)")
     p.set_defaults(run=_run_generate)
 
 
@@ -106,8 +108,11 @@ def _run_generate(args) -> int:
     s = _generator_settings(args)
     bar = TextProgress("generate")
     try:
+        import os
+
         res = export_shards(args.out, args.n, s, args.seed, shard_size=args.shard_size, max_index=args.max_index,
-                            d_min=args.d_min or None, device=args.device, progress=bar)
+                            d_min=args.d_min or None, device=args.device, progress=bar,
+                            workers=args.workers or os.cpu_count() or 1)
     except KeyboardInterrupt:
         bar.close()
         from .io.shards import shard_paths

@@ -159,3 +159,4 @@ def test_the_shipped_model_scores_what_its_note_says(tmp_path):
         assert (sum(r["best_r"] >= 0.8 for r in sel), len(sel)) == e[key]
     assert np.median([r["random_best_r"] for r in rows]) == pytest.approx(e["chance_median_r"], abs=0.001)
     assert "demonstration model" in shipped_phai_note()
+

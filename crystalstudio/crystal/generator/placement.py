@@ -161,15 +161,6 @@ def metric_sq(state: PlacementState, rows, f) -> torch.Tensor:
     return sq.reshape(lead + (-1, K))
 
 
-def gather_images(f, index: torch.Tensor) -> torch.Tensor:
-    """Fractional vectors (b, M, 3) of the images picked by flat index c·K + k (b, M) from f = (f0, f1, f2),
-    fᵢ (b, Cᵢ, K) (see :func:`image_fractions`)."""
-    C1, C2, K = f[1].shape[-2], f[2].shape[-2], f[0].shape[-1]
-    c, k = index // K, index % K
-    cs = (c // (C1 * C2), (c // C2) % C1, c % C2)
-    return torch.stack([torch.gather(x.reshape(x.shape[0], -1), 1, ci * K + k) for x, ci in zip(f, cs)], -1)
-
-
 def _sq_distances(state: PlacementState, rows, diff_frac: torch.Tensor) -> torch.Tensor:
     """Squared distances (b, T, C, K) for fractional differences (b, T, K, 3) over the tested images."""
     return metric_sq(state, rows, image_fractions(state, diff_frac - torch.round(diff_frac)))
@@ -302,20 +293,21 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
     # every image within reach of the anchor, whichever lattice translate is nearest to the candidate
     reach = (ra + r_new) * (1 + mol.bond_jitter) + mol.nonbonded_cap
     f = image_fractions(state, d, float(reach.max()) if len(reach) else 0.0)  # fᵢ (b, Cᵢ, K)
-    sq = metric_sq(state, rows, f)  # (b, C, K)
-    near = (state.image_valid(rows, K)[:, None, :] & (sq < (reach**2)[:, None, None])).reshape(len(rows), -1)
+    C0, C1, C2 = (x.shape[1] for x in f)
+    sq = metric_sq(state, rows, f).reshape(len(rows), C0, C1, C2, K)
+    near = state.image_valid(rows, K)[:, None, None, None, :] & (sq < (reach**2)[:, None, None, None, None])
     # compact the near images to the front of each row (order does not matter: all are tested)
-    count = near.sum(dim=1)
+    count = near.flatten(1).sum(dim=1)
     M = max(int(count.max()), 1)
-    r_i, c_i = near.nonzero(as_tuple=True)  # row-major: each row's entries are consecutive
+    r_i, c0, c1, c2, k_i = near.nonzero(as_tuple=True)  # row-major: each row's entries are consecutive
     slot_i = torch.arange(len(r_i), device=dev) - (torch.cumsum(count, 0) - count)[r_i]
-    sel_idx = torch.zeros((len(rows), M), dtype=torch.long, device=dev)
-    sel_idx[r_i, slot_i] = c_i
-    k_idx = sel_idx % K
-    nb_v = _to_cartesian(A, gather_images(f, sel_idx))  # (b, M, 3)
+    frac = torch.zeros((len(rows), M, 3), dtype=dt, device=dev)
+    frac[r_i, slot_i] = torch.stack([f[0][r_i, c0, k_i], f[1][r_i, c1, k_i], f[2][r_i, c2, k_i]], dim=-1)
+    nb_v = _to_cartesian(A, frac)  # (b, M, 3)
     nb_sq = (nb_v * nb_v).sum(-1)
     nb_valid = torch.arange(M, device=dev)[None, :] < count[:, None]
-    nb_r = torch.gather(state.image_radius(rows, K), 1, k_idx)
+    nb_r = torch.zeros((len(rows), M), dtype=dt, device=dev)
+    nb_r[r_i, slot_i] = state.radius[rows[r_i], torch.div(k_i, state.n_ops, rounding_mode="floor")]
     # windows of the rule per neighbour, and per row against the candidate's own images (same element)
     lo, hi, nb = bond_windows(r_new, nb_r, mol, nb_valid)
     own = bond_windows(r_new, r_new[:, None], mol)
