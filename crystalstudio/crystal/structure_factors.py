@@ -188,15 +188,18 @@ def separable_allowed(space_group: SpaceGroup, cells: torch.Tensor) -> bool:
 
 
 def _separable_per_structure(hkl, cells, xyz, types, occ, uiso, sg, coef, dtype, max_elements, group: int = 32):
-    """Per-structure lists (B, M, 3): structures with similar index boxes are grouped, each group is
-    computed on the box around its lists, and every list is picked from its group's box."""
+    """Per-structure lists (B, M, 3): structures with similar atom counts and index boxes are grouped, each
+    group is computed on the box around its lists with its atoms moved to the front (empty slots, occupancy 0,
+    left out), and every list is picked from its group's box."""
     B, M = hkl.shape[:2]
     cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
     out = torch.empty((B, M), dtype=cdtype, device=hkl.device)
     h_all = hkl.long()
     ext = torch.cat([h_all.min(dim=1).values, h_all.max(dim=1).values], dim=1).cpu().numpy()  # (B, 6)
     size = ext[:, 3:] - ext[:, :3] + 1
-    order = np.lexsort((size[:, 0], size[:, 2], size[:, 1]))  # by k, then l, then h extent: similar boxes
+    filled = occ != 0
+    n_atoms = filled.sum(dim=1).cpu().numpy()
+    order = np.lexsort((size[:, 0], size[:, 2], size[:, 1], n_atoms))  # atom count, then k, l, h extent
     order = torch.as_tensor(order, device=hkl.device)
     for b0 in range(0, B, group):
         ix = order[b0 : b0 + group]
@@ -205,8 +208,11 @@ def _separable_per_structure(hkl, cells, xyz, types, occ, uiso, sg, coef, dtype,
         nh, nk, nl = (h.reshape(-1, 3).max(dim=0).values - lo + 1).tolist()
         r = [torch.arange(n, device=hkl.device) for n in (nh, nk, nl)]
         box_hkl = torch.stack(torch.meshgrid(r[0] + lo[0], r[1] + lo[1], r[2] + lo[2], indexing="ij"), -1).reshape(-1, 3)
-        Fb = _structure_factors_separable(box_hkl.to(dtype), (lo, (nh, nk, nl)), cells[ix], xyz[ix], types[ix],
-                                          occ[ix], uiso[ix], sg, coef, dtype, max_elements)
+        front = torch.argsort((~filled[ix]).to(torch.int8), dim=1, stable=True)[:, : max(1, int(n_atoms[ix.cpu()].max()))]
+        take = lambda a: torch.gather(a[ix], 1, front)
+        x = torch.gather(xyz[ix], 1, front[..., None].expand(-1, -1, 3))
+        Fb = _structure_factors_separable(box_hkl.to(dtype), (lo, (nh, nk, nl)), cells[ix], x, take(types), take(occ),
+                                          take(uiso), sg, coef, dtype, max_elements)
         rel = h - lo
         idx = (rel[..., 0] * nk + rel[..., 1]) * nl + rel[..., 2]
         out[ix] = torch.gather(Fb, 1, idx)
