@@ -377,34 +377,110 @@ def _run_train(args) -> int:
 
 # ------------------------------------------------------------------------------------------ main
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="crystalstudio", description="CrystalStudio: deep-learning crystallography "
-                                "(GUI without a subcommand; FILE opens a structure, reflections, map or volume)")
+    from .params import OneLineArgumentParser
+
+    p = OneLineArgumentParser(prog="crystalstudio", description="CrystalStudio: deep-learning crystallography "
+                              "(GUI without a subcommand; FILE opens a structure, reflections, map or volume)")
     p.add_argument("--version", action="version", version=f"crystalstudio {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = p.add_subparsers(dest="command", metavar="{" + ",".join(SUBCOMMANDS) + "}",
+                           parser_class=OneLineArgumentParser)
     for name, add in SUBCOMMANDS.items():
         add(sub)
     return p
 
 
+def _one_line(text: str, limit: int = 400) -> str:
+    """Whitespace and line breaks collapsed: a message for one line of a terminal."""
+    s = " ".join(str(text).split())
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """(one-line message, exit status) for an exception that ended a command."""
+    if isinstance(exc, Cancelled):
+        return "cancelled", 130
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, CrystalStudioError):
+        return f"error: {_one_line(exc)}", 2
+    if isinstance(exc, MemoryError):
+        return "error: out of memory (try fewer structures at once or a smaller batch)", 1
+    if isinstance(exc, OSError):
+        what = f"{exc.filename}: " if exc.filename else ""
+        return f"error: {what}{_one_line(exc.strerror or exc)}", 2
+    name = type(exc).__name__
+    text = _one_line(exc)
+    if name == "OutOfMemoryError" or "out of memory" in text.lower():
+        return "error: the GPU ran out of memory (use a smaller batch, or --device cpu)", 1
+    if "cuda" in text.lower() and isinstance(exc, (RuntimeError, AssertionError)):
+        return f"error: CUDA is not usable here ({_one_line(text, 160)}); use --device cpu", 1
+    return f"internal error: {name}: {_one_line(text, 240)}; rerun with --debug for the traceback", 1
+
+
+def _check_common_options(args) -> None:
+    """Before any work: a device that can run the job, and an output folder that can be written."""
+    device = getattr(args, "device", None)
+    if device:
+        from .devices import resolve_device
+
+        resolve_device(device)
+
+
+def _run_command(args) -> int:
+    _check_common_options(args)
+    out = getattr(args, "out", None)
+    if out and getattr(args, "checks_out", True):
+        from .outputs import output_folder
+
+        with output_folder(out):
+            return int(args.run(args) or 0)
+    return int(args.run(args) or 0)
+
+
+def _looks_like_command(word: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", word))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run a subcommand (every failure: one line on stderr and a non-zero status; --debug: the traceback)
+    or open the GUI (on FILE when one is given)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in SUBCOMMANDS or (argv and argv[0] in ("-h", "--help", "--version")):
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    first = argv[0] if argv else None
+    if first is not None and (first in SUBCOMMANDS or first in ("-h", "--help", "--version")):
         args = build_parser().parse_args(argv)
         if args.command is None:
             build_parser().print_help()
             return 0
         try:
-            return int(args.run(args) or 0)
-        except Cancelled:
-            print("crystalstudio: cancelled", file=sys.stderr)
-            return 130
-        except CrystalStudioError as exc:
-            print(f"crystalstudio {args.command}: error: {exc}", file=sys.stderr)
+            return _run_command(args)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes one line (the traceback with --debug)
+            if debug or isinstance(exc, SystemExit):
+                raise
+            message, status = describe_error(exc)
+            print(f"crystalstudio {args.command}: {message}", file=sys.stderr)
+            return status
+    if first is not None and not first.startswith("-"):
+        from pathlib import Path
+
+        if not Path(first).exists():
+            if _looks_like_command(first):
+                import difflib
+
+                close = difflib.get_close_matches(first, list(SUBCOMMANDS), n=1, cutoff=0.5)
+                hint = f"; did you mean '{close[0]}'?" if close else \
+                    f" (commands: {', '.join(SUBCOMMANDS)}; or give a file to open)"
+                print(f"crystalstudio: error: unknown command '{first}'{hint}", file=sys.stderr)
+            else:
+                print(f"crystalstudio: error: {first}: file does not exist", file=sys.stderr)
             return 2
-        except (OSError, ValueError) as exc:
-            print(f"crystalstudio {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-    gui = argparse.ArgumentParser(prog="crystalstudio", add_help=False)
+    from .params import OneLineArgumentParser
+
+    gui = OneLineArgumentParser(prog="crystalstudio", add_help=False)
     gui.add_argument("file", nargs="?")
     gui.add_argument("--fresh-preferences", action="store_true", help="start with default settings")
     gargs, qt_args = gui.parse_known_args(argv)
