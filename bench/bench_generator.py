@@ -95,5 +95,6 @@ def main():
               f"{cores * PAPER_MS[mode] / cpu_ms:5.1f}x on {cores} idle cores; one process, {cores} threads "
               f"(the CLI before): {base:.0f}/s -> workers {rate / base:.2f}x")
 
+
 if __name__ == "__main__":
     main()
