@@ -218,6 +218,7 @@ def generate_batch(n: int, settings: Optional[GeneratorSettings] = None, seed: i
         heavy_mask = torch.zeros((b, S), dtype=torch.bool, device=device)
         heavy_mask[:, :P] = True
         for slot in range(P, S):
+            check_cancel(cancel)  # per atom slot: a cancelled export stops within a fraction of a second
             active = (slot < torch.as_tensor(P + ng + nh, device=device))
             rows = all_rows[active]
             if rows.numel() == 0:

@@ -40,7 +40,12 @@ def write_one_shard(path, size: int, settings: GeneratorSettings, seed: int, sha
     hkl = index_sphere_half_grid(max_index)
     batch = generate_batch(size, settings, seed, device=device, progress=progress, cancel=cancel)
     check_cancel(cancel)
-    F = batch.structure_factors(hkl, d_min=d_min, device=device, dtype=torch.float32).cpu().numpy()
+    F = np.empty((size, len(hkl)), dtype=np.complex64)
+    for a in range(0, size, 256):  # in row blocks, so that Cancel is answered within a fraction of a second
+        check_cancel(cancel)
+        rows = np.arange(a, min(a + 256, size))
+        F[rows] = batch.structure_factors(hkl, d_min=d_min, device=device, dtype=torch.float32, rows=rows).cpu().numpy()
+    check_cancel(cancel)
     write_shard(path, batch, hkl, F, shard=shard, d_min=d_min, extra={"run_seed": int(run_seed), "max_index": max_index})
     return str(path)
 

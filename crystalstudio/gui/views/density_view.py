@@ -1,6 +1,7 @@
 """Density slab / projection view: ρ averaged over a slab along a, b or c, drawn in true (oblique) cell
-geometry, with σ-scaled contour levels, the cell outline, atoms in the slab and a cursor readout in
-fractional coordinates."""
+geometry on the shared :class:`ImageView` (colour bar in σ of the slab, axes in Å, contrast, zoom to the cell),
+with σ-scaled contour levels, the cell outline, atoms in the slab and a cursor readout in fractional
+coordinates."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from ...crystal.maps import DensityMap, plane_basis
 from ...crystal.structure import Structure
 from .colors import element_color
+from .image_view import ImageView
 from .scene import contour_lines, p1_of
 
 AXES = "abc"
@@ -29,6 +31,7 @@ class DensitySlabView(QtWidgets.QWidget):
         self.structure: Optional[Structure] = None
         self.peaks: Optional[np.ndarray] = None
         self._image = None
+        self._frame = None  # (map, axis) shown: the same frame keeps the user's zoom and contrast
 
         self.axis_box = QtWidgets.QComboBox()
         self.axis_box.addItems([f"along {a}" for a in AXES])
@@ -58,13 +61,13 @@ class DensitySlabView(QtWidgets.QWidget):
         controls.addLayout(row1)
         controls.addLayout(row2)
 
-        self.plot = pg.PlotWidget(title=title)
-        self.plot.setAspectLocked(True)
-        self.plot.setLabel("bottom", "Å")
-        self.plot.setLabel("left", "Å")
-        self.img = pg.ImageItem()
-        self.img.setColorMap(pg.colormap.get("viridis"))
-        self.plot.addItem(self.img)
+        self.view = ImageView(title, quantity="ρ", unit="σ", cmap="viridis", scales=("linear",),
+                              x_axis=("x", "Å"), y_axis=("y", "Å"), axis_order="col-major", toolbar=False)
+        for w in self.view.toolbar_widgets()[1:]:
+            row2.addWidget(w)
+        self.view.fit_button.setToolTip("Zoom to the cell (mouse: wheel zooms, drag pans)")
+        self.plot = self.view.plot
+        self.img = self.view.image_item
         self.outline = pg.PlotCurveItem(pen=pg.mkPen("w", width=1.5))
         self.plot.addItem(self.outline)
         self.scatter = pg.ScatterPlotItem(size=9, pen=pg.mkPen("k"))
@@ -72,18 +75,15 @@ class DensitySlabView(QtWidgets.QWidget):
         # all σ contours as one NaN-separated curve in the image's pixel coordinates
         self.contours = pg.PlotCurveItem(pen=pg.mkPen((255, 255, 255, 200), width=1), connect="finite")
         self.contours.setParentItem(self.img)
-        self.readout = QtWidgets.QLabel("")
-        self.readout.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.readout = self.view.readout
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(controls)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(self.readout)
+        lay.addWidget(self.view, 1)
 
         for sig in (self.axis_box.currentIndexChanged, self.position.valueChanged, self.thickness.valueChanged,
                     self.levels.valueChanged, self.n_levels.valueChanged, self.atoms_box.toggled):
             sig.connect(self.redraw)
-        self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
 
     # ------------------------------------------------------------------ data
     def set_map(self, dmap: Optional[DensityMap], structure: Optional[Structure] = None,
@@ -125,7 +125,7 @@ class DensitySlabView(QtWidgets.QWidget):
         if self.axis_box.count() and self.dmap is not None and self.position.maximum() != self.dmap.shape[self.axis] - 1:
             self._sync_slider()
         if self.dmap is None:
-            self.img.clear()
+            self.view.clear()
             self.contours.setData([], [])
             self.outline.setData([], [])
             self.scatter.setData([])
@@ -139,17 +139,22 @@ class DensitySlabView(QtWidgets.QWidget):
         mean = float(np.mean(data))
         z = (data - mean) / sd
         self._image = z
-        self.readout.setText("move the cursor over the map for coordinates and ρ")
         ni, nj = z.shape
         M = plane_basis(self.dmap.cell, ax)
         tr = QtGui.QTransform(M[0, 0] / ni, M[1, 0] / ni, M[0, 1] / nj, M[1, 1] / nj, 0, 0)
         tr = QtGui.QTransform().translate(-0.5, -0.5) * tr
-        lo, hi = np.percentile(z, [1.0, 99.7])
-        self.img.setImage(z, levels=(lo, hi), autoLevels=False)
-        self.img.setTransform(tr)
+        others = [i for i in range(3) if i != ax]
+        first = AXES[others[0]]
+        self.view.set_axes((f"x ∥ {first}", "Å"), (f"y ⊥ {first}", "Å"))
+        self.view.set_quantity("ρ", "σ" if thick < 0.999 else "σ, projection")
         corners = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]], dtype=float)
         xy = corners @ M.T
         self.outline.setData(xy[:, 0], xy[:, 1])
+        same_frame = self._frame == (id(self.dmap), ax)
+        self._frame = (id(self.dmap), ax)
+        self.view.set_image(z, self._readout_text, transform=tr, keep_levels=same_frame, keep_view=same_frame,
+                            fit_items=[self.outline])
+        self.readout.setText("move the cursor over the map for coordinates and ρ")
         step = self.levels.value()
         lines = contour_lines(z, [step * (k + 1) for k in range(self.n_levels.value())])
         self.contours.setData(lines[:, 0] + 0.5, lines[:, 1] + 0.5)  # grid point i is pixel centre i + 0.5
@@ -181,23 +186,16 @@ class DensitySlabView(QtWidgets.QWidget):
                                   "data": f"Q{i + 1}"})
         self.scatter.setData(spots)
 
-    def _mouse_moved(self, pos) -> None:
-        if self.dmap is None or self._image is None:
-            return
-        p = self.img.mapFromScene(pos)
-        i, j = p.x() + 0.5, p.y() + 0.5
+    def _readout_text(self, i: int, j: int) -> str:
+        """Fractional coordinates of grid point (i, j) of the slab (the slab's mid-layer along its normal)."""
         ni, nj = self._image.shape
-        if not (0 <= i < ni and 0 <= j < nj):
-            self.readout.setText("")
-            return
         ax = self.axis
         others = [k for k in range(3) if k != ax]
         frac = np.zeros(3)
         frac[others[0]], frac[others[1]] = i / ni, j / nj
         start, thick = self.slab_range()
         frac[ax] = start + thick / 2
-        val = self._image[int(i) % ni, int(j) % nj]
-        self.readout.setText("x = {:.3f}  y = {:.3f}  z = {:.3f}   ρ = {:+.2f} σ".format(*frac, val))
+        return "x = {:.3f}  y = {:.3f}  z = {:.3f}".format(*frac)
 
     def wheelEvent(self, event):  # scroll over the view steps the contour level when Ctrl is held
         if event.modifiers() & QtCore.Qt.ControlModifier:

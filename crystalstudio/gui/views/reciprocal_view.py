@@ -1,5 +1,6 @@
 """Reciprocal-lattice plane view: the reflections of one plane (hk n, h n l or n k l) drawn at their true
-reciprocal positions (Å⁻¹, oblique axes respected) as discs scaled by |F| or I (linear, sqrt or log),
+reciprocal positions (Å⁻¹, oblique axes respected) as discs sized and coloured by |F| or I (linear, sqrt or log),
+on the shared :class:`ImageView` (colour bar with the quantity, draggable levels, axes in Å⁻¹, zoom to the plane),
 with an hkl readout under the cursor."""
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from PySide6 import QtCore, QtWidgets
 
 from ...crystal.cell import UnitCell
 from ...crystal.symmetry import SpaceGroup
+from .image_view import ImageView
 
 PLANES = [("hk n", 2), ("h n l", 1), ("n k l", 0)]
 
@@ -30,35 +32,29 @@ class ReciprocalPlaneView(QtWidgets.QWidget):
         self.index.setToolTip("n: the fixed index of the plane (0 gives hk0, h0l or 0kl)")
         self.quantity = QtWidgets.QComboBox()
         self.quantity.addItems(["|F|", "I = |F|²"])
-        self.scale = QtWidgets.QComboBox()
-        self.scale.addItems(["sqrt", "log", "linear"])
-        self.scale.setToolTip("Disc size/colour scale")
-        row = QtWidgets.QVBoxLayout()
-        r1, r2 = QtWidgets.QHBoxLayout(), QtWidgets.QHBoxLayout()
-        for w in (QtWidgets.QLabel("plane"), self.plane_box, QtWidgets.QLabel("n"), self.index):
-            r1.addWidget(w)
-        for w in (self.quantity, self.scale):
-            r2.addWidget(w)
-        r1.addStretch(1)
-        r2.addStretch(1)
-        row.addLayout(r1)
-        row.addLayout(r2)
-        self.plot = pg.PlotWidget(title=title)
-        self.plot.setAspectLocked(True)
-        self.plot.setLabel("bottom", "Å⁻¹")
-        self.plot.setLabel("left", "Å⁻¹")
-        self.plot.setBackground("w")
+        self.quantity.setToolTip("Colour and disc size by the amplitude |F| or the intensity I = |F|²")
+        self.view = ImageView(title, quantity="|F|", unit="e", cmap="inferno", colorbar="bar",
+                              scales=("sqrt", "log", "linear"), x_axis=("x", "Å⁻¹"), y_axis=("y", "Å⁻¹"),
+                              percentiles=(2.0, 100.0), background="w", toolbar=False)
+        self.view.fit_button.setToolTip("Zoom to the reflections of the plane")
+        self.scale = self.view.scale
+        row = QtWidgets.QHBoxLayout()
+        for w in (QtWidgets.QLabel("plane"), self.plane_box, QtWidgets.QLabel("n"), self.index, self.quantity,
+                  *self.view.toolbar_widgets()):
+            row.addWidget(w)
+        row.addStretch(1)
+        self.plot = self.view.plot
         self.scatter = pg.ScatterPlotItem(pen=None)
         self.plot.addItem(self.scatter)
-        self.readout = QtWidgets.QLabel("")
+        self.view.set_fit_items([self.scatter])
+        self.readout = self.view.readout
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addLayout(row)
-        lay.addWidget(self.plot, 1)
-        lay.addWidget(self.readout)
-        for sig in (self.plane_box.currentIndexChanged, self.index.valueChanged, self.quantity.currentIndexChanged,
-                    self.scale.currentIndexChanged):
+        lay.addWidget(self.view, 1)
+        for sig in (self.plane_box.currentIndexChanged, self.index.valueChanged, self.quantity.currentIndexChanged):
             sig.connect(self.redraw)
+        self.view.levels_changed.connect(self._recolour)
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
 
     def set_reflections(self, cell: Optional[UnitCell], space_group: Optional[SpaceGroup], hkl, amplitudes,
@@ -81,47 +77,54 @@ class ReciprocalPlaneView(QtWidgets.QWidget):
     def redraw(self, *_) -> None:
         if self.cell is None or len(self.hkl) == 0:
             self.scatter.setData([])
+            self.view.set_values(None)
             self._shown = None
             return
         _, fixed = PLANES[self.plane_box.currentIndex()]
         sel = self.hkl[:, fixed] == self.index.value()
         h, v = self.hkl[sel], self.values[sel]
-        if self.quantity.currentIndex() == 1:
+        amplitude = self.quantity.currentIndex() == 0
+        if not amplitude:
             v = v**2
+        others = [i for i in range(3) if i != fixed]
+        names = ["a*", "b*", "c*"]
+        self.view.set_axes((f"x ∥ {names[others[0]]}", "Å⁻¹"), (f"y ⊥ {names[others[0]]}", "Å⁻¹"))
         if len(h) == 0:
             self.scatter.setData([])
+            self.view.set_values(None)
             self._shown = None
             self.readout.setText("no reflections in this plane")
             return
-        vmax = max(v.max(), 1e-12)
-        mode = self.scale.currentText()
-        if mode == "sqrt":
-            t = np.sqrt(v / vmax)
-        elif mode == "log":
-            t = np.log1p(1000 * v / vmax) / np.log1p(1000)
-        else:
-            t = v / vmax
         B = self.cell.reciprocal_matrix  # columns a*, b*, c* (Å⁻¹)
         s = h @ B.T
-        others = [i for i in range(3) if i != fixed]
         # in-plane axes: project onto the first in-plane reciprocal axis and its perpendicular in the plane
         e1 = B[:, others[0]] / np.linalg.norm(B[:, others[0]])
         normal = np.cross(B[:, others[0]], B[:, others[1]])
         normal /= np.linalg.norm(normal)
         e2 = np.cross(normal, e1)
         xy = np.stack([s @ e1, s @ e2], axis=1)
-        cmap = pg.colormap.get("inferno")
-        colors = cmap.map(0.15 + 0.8 * t, mode="qcolor")
-        spacing = min(np.linalg.norm(B[:, others[0]]), np.linalg.norm(B[:, others[1]]))
-        sizes = spacing * (0.12 + 0.85 * t)  # Å⁻¹: the strongest disc almost touches its neighbours
-        self.scatter.setData(x=xy[:, 0], y=xy[:, 1], size=sizes, brush=colors, pxMode=False, data=np.arange(len(h)))
+        self._spacing = min(np.linalg.norm(B[:, others[0]]), np.linalg.norm(B[:, others[1]]))
         self._shown = (h, v, xy)
-        self.readout.setText(f"{len(h)} reflections in the plane; max {vmax:.4g}")
+        self.scatter.setData(x=xy[:, 0], y=xy[:, 1], size=self._spacing * 0.5, pxMode=False, data=np.arange(len(h)))
+        self.view.set_values(v, quantity="|F|" if amplitude else "I", unit="e" if amplitude else "e²")
+        self.view.zoom_to_data()
+        self.readout.setText(f"{len(h)} reflections in the plane; max {v.max():.4g}")
+
+    def _recolour(self) -> None:
+        """Disc colours and sizes from the colour bar's levels and scale (the strongest disc almost touches its
+        neighbours)."""
+        if self._shown is None:
+            return
+        h, v, xy = self._shown
+        t = self.view.normalised(v)
+        sizes = self._spacing * (0.12 + 0.85 * t)  # Å⁻¹
+        self.scatter.setData(x=xy[:, 0], y=xy[:, 1], size=sizes, brush=self.view.colors_for(v), pen=None, pxMode=False,
+                             data=np.arange(len(h)))
 
     def _mouse_moved(self, pos) -> None:
         if self._shown is None:
             return
-        p = self.plot.plotItem.vb.mapSceneToView(pos)
+        p = self.plot.vb.mapSceneToView(pos)
         h, v, xy = self._shown
         d = np.hypot(xy[:, 0] - p.x(), xy[:, 1] - p.y())
         k = int(np.argmin(d))
