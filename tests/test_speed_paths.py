@@ -20,3 +20,57 @@ def test_parallel_shard_export_writes_the_same_shards(tmp_path):
             for g in ("structures", "reflections"):
                 for k in x[g]:
                     assert np.array_equal(x[g][k][()], y[g][k][()]), (g, k)
+
+
+def test_prefetcher_gives_the_direct_values_in_any_order():
+    import threading
+    import time
+
+    import pytest
+
+    from crystalstudio.training.prefetch import Prefetcher
+
+    calls = []
+
+    def fn(k):
+        calls.append(k)
+        time.sleep(0.01)
+        if k == 7:
+            raise ValueError("bad item 7")
+        return k * k
+
+    with Prefetcher(fn, 2, 10, ahead=2) as p:
+        assert [p.get(k) for k in (2, 3, 4)] == [4, 9, 16]
+        assert p.get(6) == 36 and p.get(3) == 9  # out of order: the producer restarts there
+        assert p.get(4) == 16 and p.get(5) == 25 and p.get(6) == 36
+        with pytest.raises(ValueError, match="bad item 7"):
+            p.get(7)
+    assert not any(t.name == "crystalstudio-prefetch" for t in threading.enumerate())
+
+
+def test_training_with_prefetched_batches_follows_the_same_curve(tmp_path):
+    from crystalstudio.training.config import TrainConfig
+    from crystalstudio.training.phai_trainer import PhAITrainer
+    from crystalstudio.training.runlog import read_metrics
+
+    tiny = {"preset": "small", "filters": 8, "dim": 64, "dim_exp": 64, "dim_token_exp": 16, "mlp_depth": 1,
+            "cnn_depth": 1}
+    losses = []
+    for ahead in (0, 2):
+        cfg = TrainConfig.from_dict(dict(kind="phai", run_dir=str(tmp_path / f"run{ahead}"), model=tiny, batch_size=8,
+                                         steps=5, data_shards=2, val_every=0, val_size=8, checkpoint_every=0,
+                                         warmup_steps=0, cycles_max=2, device="cpu", lr=1e-3, seed=3))
+        PhAITrainer(cfg, resume=False, prefetch=ahead).run()
+        losses.append([r["loss"] for r in read_metrics(tmp_path / f"run{ahead}") if r["kind"] == "train"])
+    assert len(losses[0]) == 5 and losses[0] == losses[1]
+
+
+def test_generation_in_groups_without_self_images():
+    """P1 has no operation besides the identity: a candidate has no symmetry images to test."""
+    from crystalstudio.crystal.generator import GeneratorSettings, generate_batch
+
+    for mode in ("uniform", "molecules"):
+        s = GeneratorSettings()
+        s.content.mode, s.space_group = mode, "P 1"
+        b = generate_batch(20, s, seed=1)
+        assert np.all(b.n_atoms >= 1) and b.n_atoms.mean() > 3

@@ -155,8 +155,11 @@ class PhAITrainer:
     `on_record(dict)` connect it to a GUI; it writes the run directory in any case (rank 0)."""
 
     def __init__(self, cfg: TrainConfig, *, resume: bool = True, progress: Optional[Callable] = None, cancel=None,
-                 control: Optional[RunControl] = None, on_record: Optional[Callable] = None):
+                 control: Optional[RunControl] = None, on_record: Optional[Callable] = None,
+                 prefetch: Optional[int] = None):
         self.cfg = cfg
+        self.prefetch = prefetch  # batches made ahead in a thread (training/prefetch.py); None: 1 on CUDA, 0 on CPU
+        self._prefetcher = None
         self.resume = resume
         self.progress, self.cancel = progress, cancel
         self.control = control or RunControl(cfg.run_dir)
@@ -231,6 +234,8 @@ class PhAITrainer:
         try:
             return self._run()
         finally:
+            if self._prefetcher is not None:
+                self._prefetcher.close()
             teardown_distributed(self.dist)
 
     def _run(self) -> dict:
@@ -286,6 +291,12 @@ class PhAITrainer:
         stop = False
         result = {}
         step = start
+        ahead = self.prefetch if self.prefetch is not None else int(self.device.type == "cuda")
+        if ahead:
+            from .prefetch import Prefetcher
+
+            self._prefetcher = Prefetcher(lambda k: data.global_batch(k, self.dist.rank, self.dist.world), start,
+                                          cfg.steps, ahead)
         for step in range(start, cfg.steps):
             stop_req, drops = self.control.poll(self.cancel)
             if cfg.time_limit_s and time.perf_counter() - t_begin > cfg.time_limit_s:
@@ -299,8 +310,9 @@ class PhAITrainer:
                 self._record({"step": step, "kind": "event", "event": f"learning rate ×{f:g}"})
             lr = self.lr.apply(self.opt, step)
             tg = time.perf_counter()
-            batch = data.global_batch(step, self.dist.rank, self.dist.world).to(self.device)
-            t_gen = time.perf_counter() - tg
+            batch = (self._prefetcher.get(step) if self._prefetcher is not None
+                     else data.global_batch(step, self.dist.rank, self.dist.world)).to(self.device)
+            t_gen = time.perf_counter() - tg  # with prefetching: the time the step waited for its data
             rng = np.random.default_rng(step_seed(cfg.seed, step, 0, stream=1))
             cycles = int(rng.integers(1, cfg.cycles_max + 1))
             a_grid = self.grid.to_grid(batch.amplitudes)

@@ -158,7 +158,7 @@ def metric_sq(state: PlacementState, rows, f) -> torch.Tensor:
     for (i, j), fi, fj in (((0, 1), f0, f1), ((0, 2), f0, f2), ((1, 2), f1, f2)):
         if state.oblique[i][j]:
             sq = sq + 2 * g(i, j) * fi * fj
-    return sq.reshape(lead + (-1, K))
+    return sq.reshape(lead + (f[0].shape[-2] * f[1].shape[-2] * f[2].shape[-2], K))
 
 
 def _sq_distances(state: PlacementState, rows, diff_frac: torch.Tensor) -> torch.Tensor:
