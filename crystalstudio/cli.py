@@ -14,6 +14,7 @@ Bad input ends with a one-line reason on stderr and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from typing import Callable, Optional
@@ -60,63 +61,73 @@ class TextProgress:
 
 
 # ------------------------------------------------------------------------------------------ generate
-@subcommand("generate")
-def _add_generate(sub):
-    p = sub.add_parser("generate", help="generate artificial structures and their reflections into HDF5 shards")
-    p.add_argument("--n", type=int, required=True, help="number of structures")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mode", choices=["uniform", "molecules"], default="uniform")
-    p.add_argument("--space-group", default="P 1 21/c 1", help="any name gemmi knows (default P21/c)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--config", help="JSON file with generator settings (cell/content/molecule sections)")
-    p.add_argument("--shard-size", type=int, default=10000)
-    p.add_argument("--max-index", type=int, default=10, help="reflections h²+k²+l² ≤ m² (PhAI grid for m=10)")
-    p.add_argument("--d-min", type=float, default=1.0, help="resolution limit in Å (0: none)")
-    p.add_argument("--a-min", type=float)
-    p.add_argument("--a-max", type=float)
-    p.add_argument("--volume-distribution", choices=["uniform", "lognormal"])
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cpu)")
-    p.add_argument("--workers", type=int, default=0, help="shards generated at once in separate processes "
-                                                          "(0: one per CPU core; CPU only; same shards either way)")
-    p.set_defaults(run=_run_generate)
+GENERATOR_OPTIONS = {"space_group": "--space-group", "content.mode": "--mode", "cell.a_min": "--a-min",
+                     "cell.a_max": "--a-max", "cell.volume_distribution": "--volume-distribution",
+                     "cell.lognormal_mu": "--lognormal-mu", "cell.lognormal_sigma": "--lognormal-sigma",
+                     "cell.volume_min": "--volume-min", "cell.volume_max": "--volume-max",
+                     "cell.ratio_max": "--ratio-max", "content.max_atoms_asu": "--max-atoms-asu",
+                     "content.u_iso": "--u-iso", "content.include_hydrogen": "--hydrogen"}
+
+
+def _add_generator_options(p) -> None:
+    from .crystal.generator.settings import GeneratorSettings
+    from .params import add_arguments
+
+    p.add_argument("--config", help="JSON generator settings (space_group, cell, content, molecule), or a PhAI "
+                                    "training configuration: the structures it trains on")
+    p.set_defaults(generator_options=add_arguments(p, GeneratorSettings, include=list(GENERATOR_OPTIONS),
+                                                   names=GENERATOR_OPTIONS))
 
 
 def _generator_settings(args):
-    import json
+    """Settings from --config (or the defaults), then the options given on the command line."""
+    from .crystal.generator.settings import GeneratorSettings
 
-    from .crystal.generator import GeneratorSettings
+    base = GeneratorSettings()
+    if args.config:
+        import json
 
-    s = GeneratorSettings()
-    if getattr(args, "config", None):
-        with open(args.config) as f:
-            d = json.load(f)
-        s = GeneratorSettings.from_dict(d.get("generator", d))
-    s.space_group = args.space_group or s.space_group
-    s.content.mode = args.mode or s.content.mode
-    if args.a_min:
-        s.cell.a_min = args.a_min
-    if args.a_max:
-        s.cell.a_max = args.a_max
-    if args.volume_distribution:
-        s.cell.volume_distribution = args.volume_distribution
-    return s
+        try:
+            head = json.loads(open(args.config, encoding="utf-8").read())
+        except (OSError, ValueError):
+            head = None  # the loader below names the problem
+        if isinstance(head, dict) and "kind" in head:  # a training configuration: the structures it trains on
+            from .training.config import PhAITrainConfig
+
+            base = PhAITrainConfig.load(args.config).generator
+        else:
+            base = GeneratorSettings.load(args.config, section="generator")
+    return args.generator_options.apply(base, args).check()
+
+
+@subcommand("generate")
+def _add_generate(sub):
+    from .io.shard_export import ShardExportSettings
+    from .params import add_arguments
+
+    p = sub.add_parser("generate", help="generate artificial structures and their reflections into HDF5 shards")
+    p.add_argument("--out", required=True, help="output folder (complete shards found there are kept: resume)")
+    p.set_defaults(run=_run_generate, job_options=add_arguments(p, ShardExportSettings))
+    p.add_argument("--workers", type=int, default=0, help="shards generated at once in separate processes "
+                                                          "(0: one per CPU core; CPU only; the same shards either way)")
+    _add_generator_options(p)
 
 
 def _run_generate(args) -> int:
-    from .crystal.generator.export import export_shards
+    from .io.shard_export import export_shards
+    from .io.shards import shard_paths
 
     s = _generator_settings(args)
+    job = args.job_options.apply(None, args)
     bar = TextProgress("generate")
     try:
         import os
 
-        res = export_shards(args.out, args.n, s, args.seed, shard_size=args.shard_size, max_index=args.max_index,
-                            d_min=args.d_min or None, device=args.device, progress=bar,
+        res = export_shards(args.out, job.n, s, job.seed, shard_size=job.shard_size, max_index=job.max_index,
+                            d_min=job.d_min or None, device=job.device, progress=bar,
                             workers=args.workers or os.cpu_count() or 1)
     except KeyboardInterrupt:
         bar.close()
-        from .io.shards import shard_paths
-
         print(f"interrupted: {len(shard_paths(args.out))} complete shard(s) kept in {args.out}; "
               "run the same command again to resume", file=sys.stderr)
         return 130
@@ -132,44 +143,60 @@ def _run_generate(args) -> int:
 def _add_stats(sub):
     p = sub.add_parser("stats", help="distributions of a folder of CIFs against generated structures")
     p.add_argument("folder", help="folder of .cif files (searched recursively)")
-    p.add_argument("--generated", type=int, default=2000, help="generated structures to compare (0: none)")
-    p.add_argument("--mode", choices=["uniform", "molecules"], default="uniform")
-    p.add_argument("--space-group", default="P 1 21/c 1")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--generated", type=_count_arg, default=2000, metavar="N",
+                   help="generated structures to compare [≥ 0; default 2000; 0: none]")
+    p.add_argument("--seed", type=_count_arg, default=0, metavar="N", help="seed of the generated structures")
     p.add_argument("--png", help="write histogram overlays to this PNG")
     p.add_argument("--tables", help="write element tables fitted from the CIFs into this folder")
-    p.set_defaults(run=_run_stats, config=None, a_min=None, a_max=None, volume_distribution=None)
+    p.set_defaults(run=_run_stats)
+    _add_generator_options(p)
+
+
+def _count_arg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be ≥ 0 (got {v})")
+    return v
 
 
 def _run_stats(args) -> int:
+    from pathlib import Path
+
     from .crystal.generator import generate_batch
     from .crystal.generator.elements_table import ElementTable
-    from .crystal.statistics import compare_statistics, plot_overlays, statistics_from_cif_folder, statistics_of_batch
+    from .crystal.statistics import compare_statistics, statistics_of_batch
+    from .io.element_tables import write_element_table
+    from .io.structure_statistics import plot_overlays, statistics_from_cif_folder
+    from .outputs import output_folder, prepare_output_folder
 
-    real = statistics_from_cif_folder(args.folder)
-    mu, sigma = real.lognormal_volume_fit()
-    print(f"{real.n_structures} structures from {args.folder}; log-normal volume fit: mu={mu:.4f} sigma={sigma:.4f} "
-          f"(median {pow(2.718281828, mu):.0f} Å³)")
-    for line in real.skipped:
-        print(f"  skipped {line}")
-    gen = None
-    if args.generated:
-        gen = statistics_of_batch(generate_batch(args.generated, _generator_settings(args), args.seed))
-        for q, d in compare_statistics(real, gen).items():
-            print(f"  {q:16s} KS {d['ks']:.3f}  W1 {d['wasserstein']:.3f}")
-    if args.png:
-        plot_overlays(real, gen, args.png)
-        print(f"overlays -> {args.png}")
-    if args.tables:
-        from pathlib import Path
-
-        Path(args.tables).mkdir(parents=True, exist_ok=True)
-        for which in ("general", "special"):
-            shares = real.element_shares(which)
-            if shares:
-                ElementTable(shares).write_csv(Path(args.tables) / f"{which}_positions.csv",
-                                               f"fitted from {real.n_structures} structures in {args.folder}")
-        print(f"element tables -> {args.tables}")
+    settings = _generator_settings(args) if args.generated else None
+    if args.png:  # outputs checked before the work
+        prepare_output_folder(Path(args.png).resolve().parent, "folder of the PNG")
+    with output_folder(args.tables, "tables folder") if args.tables else contextlib.nullcontext():
+        real = statistics_from_cif_folder(args.folder)
+        mu, sigma = real.lognormal_volume_fit()
+        print(f"{real.n_structures} structures from {args.folder}; log-normal volume fit: mu={mu:.4f} "
+              f"sigma={sigma:.4f} (median {pow(2.718281828, mu):.0f} Å³)")
+        for line in real.skipped:
+            print(f"  skipped {line}")
+        gen = None
+        if args.generated:
+            gen = statistics_of_batch(generate_batch(args.generated, settings, args.seed))
+            for q, d in compare_statistics(real, gen).items():
+                print(f"  {q:16s} KS {d['ks']:.3f}  W1 {d['wasserstein']:.3f}")
+        if args.png:
+            plot_overlays(real, gen, args.png)
+            print(f"overlays -> {args.png}")
+        if args.tables:
+            for which in ("general", "special"):
+                shares = real.element_shares(which)
+                if shares:
+                    write_element_table(Path(args.tables) / f"{which}_positions.csv", ElementTable(shares),
+                                        f"fitted from {real.n_structures} structures in {args.folder}")
+            print(f"element tables -> {args.tables}")
     return 0
 
 
@@ -331,45 +358,78 @@ def _run_factorise(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ train
+TRAIN_OPTIONS = ["run_dir", "steps", "batch_size", "lr", "optimizer", "schedule", "warmup_steps", "val_every",
+                 "checkpoint_every", "early_stop_patience", "time_limit_s", "seed", "device", "num_threads", "amp"]
+
+
 @subcommand("train")
 def _add_train(sub):
+    from .params import add_arguments
+    from .training.config import TrainConfig
+
     p = sub.add_parser("train", help="headless training of PhAI or DSFU-Net (also under torchrun --nproc-per-node N)")
-    p.add_argument("config", help="JSON run configuration (see resources/configs/)")
-    p.add_argument("--run-dir", help="override the run directory")
-    p.add_argument("--steps", type=int, help="override the number of steps")
-    p.add_argument("--device", help="cpu, cuda or auto")
-    p.add_argument("--no-resume", action="store_true", help="start afresh even if the run directory has a checkpoint")
-    p.set_defaults(run=_run_train)
+    p.add_argument("config", help="JSON run configuration (see resources/configs/); the options below override it")
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if the run directory has a checkpoint "
+                                                            "(an older metrics log is kept beside)")
+    p.set_defaults(run=_run_train, train_options=add_arguments(p, TrainConfig, include=TRAIN_OPTIONS))
 
 
 def _run_train(args) -> int:
     import os
+    import signal
+    import threading
 
+    from .outputs import output_folder
     from .training.config import TrainConfig
     from .training.phai_trainer import train
+    from .training.runlog import RunControl
 
-    cfg = TrainConfig.load(args.config)
-    if args.run_dir:
-        cfg.run_dir = args.run_dir
-    if args.steps:
-        cfg.steps = args.steps
-    if args.device:
-        cfg.device = args.device
+    cfg = args.train_options.apply(TrainConfig.load(args.config), args).check()
     main_rank = int(os.environ.get("RANK", "0")) == 0
     bar = TextProgress(f"train {cfg.kind}") if main_rank else None
+    control = RunControl(cfg.run_dir)
+    interrupted = []
+
+    def first_interrupt(*_):  # Ctrl-C: stop after the current step with a checkpoint; a second one aborts
+        interrupted.append(True)
+        control.request_stop()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if main_rank:
+            print("\ninterrupt: stopping after this step and writing a checkpoint (Ctrl-C again aborts)",
+                  file=sys.stderr)
+
+    old = signal.signal(signal.SIGINT, first_interrupt) if threading.current_thread() is threading.main_thread() else None
     t0 = time.perf_counter()
     try:
-        res = train(cfg, resume=not args.no_resume, progress=bar)
+        with output_folder(cfg.run_dir, "run directory"):
+            res = train(cfg, resume=not args.no_resume, progress=bar, control=control)
     except KeyboardInterrupt:
         if bar:
             bar.close()
-        print(f"interrupted: the last checkpoint in {cfg.run_dir} resumes the run", file=sys.stderr)
+        from .training.runlog import read_metrics
+
+        ends = [r for r in read_metrics(cfg.run_dir) if r.get("kind") == "end"]
+        at = ends[-1].get("checkpoint_step") if ends else None
+        what = f"the checkpoint of step {at} resumes the run" if at is not None else \
+            "no checkpoint was written: the run starts over"
+        print(f"aborted: {what} ({cfg.run_dir})", file=sys.stderr)
         return 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
     if bar:
         bar.close()
-    if main_rank:
-        vals = ", ".join(f"{k} {v:.4f}" for k, v in res.items() if isinstance(v, float))
-        print(f"trained to step {res['step']} in {time.perf_counter() - t0:.1f} s -> {cfg.run_dir}; {vals}")
+    if not main_rank:
+        return 130 if interrupted else 0
+    vals = ", ".join(f"{k} {v:.4f}" for k, v in res.items() if isinstance(v, float) and k.startswith("val_"))
+    began = f"resumed at step {res['start_step']}, " if res["resumed"] else ""
+    at = f" (validation at step {res['validated_at']}: {vals})" if vals else ""
+    if interrupted:
+        print(f"interrupted at step {res['step']} of {cfg.steps}: checkpoint written, run the same command to "
+              f"resume -> {cfg.run_dir}{at}", file=sys.stderr)
+        return 130
+    status = "trained to" if res["reason"] == "completed" else f"{res['reason']} at"
+    print(f"{began}{status} step {res['step']} of {cfg.steps} in {time.perf_counter() - t0:.1f} s -> {cfg.run_dir}{at}")
     return 0
 
 
@@ -418,11 +478,11 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
 
 def _check_common_options(args) -> None:
     """Before any work: a device that can run the job, and an output folder that can be written."""
-    device = getattr(args, "device", None)
-    if device:
-        from .devices import resolve_device
+    for key, device in vars(args).items():  # --device of any command, plain or a settings field
+        if device and isinstance(device, str) and (key == "device" or key.endswith(".device") or key == "param:device"):
+            from .devices import resolve_device
 
-        resolve_device(device)
+            resolve_device(device)
 
 
 def _run_command(args) -> int:
@@ -450,7 +510,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     first = argv[0] if argv else None
     if first is not None and (first in SUBCOMMANDS or first in ("-h", "--help", "--version")):
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)  # bad options: argparse's one-line error
+        except SystemExit as exc:
+            return exc.code if isinstance(exc.code, int) else 2
         if args.command is None:
             build_parser().print_help()
             return 0

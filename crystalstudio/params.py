@@ -7,34 +7,38 @@ its command line and its GUI. Qt-free: the form builder lives in ``crystalstudio
 How a job declares its settings::
 
     from typing import Literal, Optional
-    from crystalstudio.params import Params, FloatRange, param
+    from crystalstudio.params import Device, FloatRange, Params, param, rule, section
 
     class CellSettings(Params):
-        a_min: float = param(4.0, unit="Å", gt=0, help="shortest cell length", label="a min")
-        a_max: float = param(10.0, unit="Å", gt=0, help="longest cell length", label="a max")
+        a_min: float = param(4.0, unit="Å", gt=0, label="a min", help="shortest cell length")
+        a_max: float = param(10.0, unit="Å", gt=0, label="a max", help="longest cell length")
+
+        @rule                                    # a cross-field rule: checked on load, on options, by check()
+        def _lengths(self):
+            if self.a_min > self.a_max:
+                raise ValueError(f"a_min ({self.a_min:g} Å) must not exceed a_max ({self.a_max:g} Å)")
 
     class MyJob(Params):
-        steps: int = param(2000, ge=1, help="optimiser steps")
-        mode: Literal["uniform", "molecules"] = param("uniform", help="how atoms are placed")
-        volume_min: Optional[float] = param(None, unit="Å³", ge=0, help="lower volume bound (None: a_min³)")
-        u_iso: tuple[float, float] = param((0.01, 0.1), unit="Å²", help="per-structure Uiso range",
-                                           annotation=FloatRange(ge=0))   # or annotate the field FloatRange(ge=0)
-        cell: CellSettings = section(CellSettings, "Unit cell")             # a nested section
-        tables: dict = param(default_factory=dict, gui=False, help="…")     # kept, never shown in a form
-
-        @model_validator(mode="after")      # cross-field rules: one message in the field's words
-        def _lengths(self):
-            if self.cell.a_min > self.cell.a_max:
-                raise ValueError("cell.a_min must be ≤ cell.a_max")
-            return self
+        steps: int = param(2000, ge=1, label="Steps", help="optimiser steps")
+        mode: Literal["uniform", "molecules"] = param("uniform", help="how atoms are placed")   # a combo box
+        volume_min: Optional[float] = param(None, unit="Å³", gt=0, help="lower volume bound (auto: a_min³)")
+        u_iso: FloatRange(ge=0, le=1) = param((0.01, 0.1), unit="Å²", help="per-structure Uiso range")
+        device: Device = param("auto", help="auto, cpu, cuda or cuda:N")
+        cell: CellSettings = section(CellSettings, "Unit cell")           # a nested section (a group box)
+        tables: Optional[dict] = param(None, gui=False, help="…")         # loaded and saved, never in a form
 
 and how it is used::
 
-    s = MyJob.load("job.json", section="job")     # InputFileError "job.json, line 3: steps: must be ≥ 1 (got -1)"
-    s.steps = 10                                  # validated on assignment (and rolled back when it fails)
-    s.save("job.json")                            # atomic; only the fields that were loaded or set (round-trips)
-    opts = add_arguments(parser, MyJob, include=["steps", "mode", "cell.a_min"])
-    s = opts.apply(MyJob(), parser.parse_args())   # only the options the user gave override a loaded object
+    s = MyJob.load("job.json", section="job")   # InputFileError "job.json, line 3: steps: must be ≥ 1 (got -1)"
+    s.steps = 10                                # each assignment is type- and bounds-checked (ParamsError)
+    s.check()                                   # the cross-field rules too (call it where the job starts)
+    s.save("job.json")                          # atomic; only the fields loaded or set since: load → save is exact
+    opts = add_arguments(parser, MyJob, include=["steps", "mode", "cell.a_min"], names={"cell.a_min": "--a-min"})
+    s = opts.apply(s, parser.parse_args())      # only the options the user gave override the loaded settings
+    form = ParamsForm(s, "My job")              # crystalstudio.gui.views.forms: edits `s` in place
+
+A family of jobs can share a base class and pick the subclass by a key (see training.config.TrainConfig,
+which overrides `_concrete`); `WithDefaults` gives a nested section other defaults than its class's.
 
 Fields (top-level or nested) are read by ``describe``: kinds int, float, bool, str, choice (Literal),
 range (two floats), section (a nested Params) and other (dict/list: loaded and saved, not in forms).
@@ -54,15 +58,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Optional, Union
 
+import contextvars
+import functools
+
 import annotated_types
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, WrapValidator,
+                      model_validator)
 
-from .errors import InputFileError, InvalidInputError
+from .errors import CrystalStudioError, InputFileError, InvalidInputError
 
-__all__ = ["Params", "param", "section", "FloatRange", "Device", "describe", "ParamInfo", "ParamsError", "format_errors",
-           "add_arguments", "ParamOptions", "tooltip", "bounds_text", "write_json_atomic", "OneLineArgumentParser"]
-
-_EXTRA_KEYS = ("unit", "label", "step", "decimals", "gui", "suggestions")
+__all__ = ["Params", "param", "section", "WithDefaults", "rule", "FloatRange", "Device", "describe", "ParamInfo",
+           "ParamsError", "format_errors", "add_arguments", "ParamOptions", "tooltip", "bounds_text",
+           "write_json_atomic", "OneLineArgumentParser"]
 
 
 class ParamsError(InvalidInputError):
@@ -85,9 +92,64 @@ def param(default: Any = ..., *, help: str = "", unit: Optional[str] = None, lab
     return Field(default, **kw)
 
 
-def section(cls: type["Params"], label: str, help: str = "") -> Any:
-    """A nested settings section (its own Params class, a group box in forms)."""
+def section(cls: type["Params"], label: str, help: str = "", defaults: Optional[dict] = None) -> Any:
+    """A nested settings section (its own Params class, a group box in forms). With `defaults` (a nested dict)
+    the section's defaults differ from its class's — annotate the field `WithDefaults(cls, defaults)` too."""
+    if defaults is not None:
+        return Field(default_factory=dict, validate_default=True, description=help, json_schema_extra={"label": label})
     return Field(default_factory=cls, description=help, json_schema_extra={"label": label})
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _unmark_defaults(obj: BaseModel, defaults: dict, given: dict) -> None:
+    """Fields that only the section's own defaults set are not 'set' (they are not saved back)."""
+    for k, v in defaults.items():
+        sub = getattr(obj, k, None)
+        if isinstance(v, dict) and isinstance(sub, BaseModel):
+            _unmark_defaults(sub, v, given.get(k) if isinstance(given.get(k), dict) else {})
+        if k not in given:
+            obj.model_fields_set.discard(k)
+
+
+def WithDefaults(cls: type["Params"], defaults: dict):  # noqa: N802
+    """Annotation of a section whose defaults differ from its class's: a given (partial) dict is laid over
+    `defaults`, and what only the defaults set stays unset (load → save gives back the file)."""
+
+    def merge(value, handler):
+        if isinstance(value, dict):
+            out = handler(_deep_merge(defaults, value))
+            _unmark_defaults(out, defaults, value)
+            return out
+        return handler(value)
+
+    return typing.Annotated[cls, WrapValidator(merge)]
+
+
+_ASSIGNING = contextvars.ContextVar("crystalstudio_params_assigning", default=False)
+
+
+def rule(fn):
+    """A cross-field rule of a settings class: a method that raises ValueError (or a CrystalStudioError) with
+    a message in the field's words. Checked when settings are loaded, built from options or `check()`ed —
+    not on each assignment, so code may change related fields one after another (a_min, then a_max)."""
+
+    @functools.wraps(fn)
+    def wrapper(self):
+        if _ASSIGNING.get():
+            return self
+        try:
+            fn(self)
+        except CrystalStudioError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    return model_validator(mode="after")(wrapper)
 
 
 def _device_name(v: str) -> str:
@@ -100,7 +162,7 @@ def _device_name(v: str) -> str:
 
 
 Device = typing.Annotated[str, AfterValidator(_device_name)]
-"""A compute device name: auto, cpu, cuda or cuda:N (checked for availability by devices.resolve_device)."""
+"""A compute device name: auto, cpu, cuda or cuda:N (availability is checked by devices.resolve_device)."""
 
 
 def _ordered(v):
@@ -109,9 +171,12 @@ def _ordered(v):
     return v
 
 
-def FloatRange(ge: Optional[float] = None, le: Optional[float] = None, gt: Optional[float] = None):  # noqa: N802
-    """Annotation of a (low, high) pair of floats with bounds on both ends and low ≤ high."""
-    elem = Annotated_float(ge=ge, le=le, gt=gt)
+def FloatRange(ge: Optional[float] = None, le: Optional[float] = None, gt: Optional[float] = None,
+               lt: Optional[float] = None, ordered: bool = True):  # noqa: N802
+    """Annotation of a (low, high) pair of floats with bounds on both ends and low ≤ high (`ordered`)."""
+    elem = Annotated_float(ge=ge, le=le, gt=gt, lt=lt)
+    if not ordered:
+        return tuple[elem, elem]
     return typing.Annotated[tuple[elem, elem], AfterValidator(_ordered)]
 
 
@@ -122,8 +187,8 @@ def Annotated_float(**bounds):  # noqa: N802
 
 # ------------------------------------------------------------------------------------------ the base class
 class Params(BaseModel):
-    """Base class of every job's settings: unknown keys refused, assignments validated (and undone when
-    they fail), no NaN/inf. Nested sections are Params too."""
+    """Base class of every job's settings: unknown keys refused, each assigned value validated (type and
+    bounds; cross-field rules by `check()`), no NaN/inf. Nested sections are Params too."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False,
                               use_attribute_docstrings=False, protected_namespaces=())
@@ -131,16 +196,21 @@ class Params(BaseModel):
     def __setattr__(self, name: str, value: Any) -> None:
         if name not in type(self).model_fields:
             return super().__setattr__(name, value)
-        old = self.__dict__.get(name)
-        was_set = name in self.model_fields_set
+        token = _ASSIGNING.set(True)
         try:
             super().__setattr__(name, value)
         except ValidationError as exc:
-            # pydantic leaves the new value in place when a model validator rejects it: undo that
-            self.__dict__[name] = old
-            if not was_set:
-                self.model_fields_set.discard(name)
             raise ParamsError(format_errors(exc)) from None
+        finally:
+            _ASSIGNING.reset(token)
+
+    def check(self):
+        """Every field and cross-field rule (sections included); ParamsError naming them, else self."""
+        try:
+            type(self).model_validate(_dump_set(self))  # unset fields hold their defaults; rules may ask what was set
+        except ValidationError as exc:
+            raise ParamsError(format_errors(exc)) from None
+        return self
 
     # ---- dictionaries
     @classmethod
@@ -151,9 +221,14 @@ class Params(BaseModel):
         if not isinstance(data, dict):
             raise _error(source, f"expected a JSON object of {cls.__name__} settings, got {type(data).__name__}")
         try:
-            return cls.model_validate(data)
+            return cls._concrete(data, source).model_validate(data)
         except ValidationError as exc:
             raise _error(source, format_errors(exc)) from None
+
+    @classmethod
+    def _concrete(cls, data: dict, source=None) -> type["Params"]:
+        """The class that validates `data` (a family of settings classes picks one by a key, e.g. 'kind')."""
+        return cls
 
     def to_dict(self, complete: bool = True) -> dict:
         """JSON-ready dict: every field (`complete`) or only those loaded or set since (round-trips a file)."""
@@ -200,7 +275,7 @@ class Params(BaseModel):
         if not isinstance(data, dict):
             raise InputFileError(p, f"expected a JSON object of settings, got {type(data).__name__}")
         try:
-            return cls.model_validate(data)
+            return cls._concrete(data, p).model_validate(data)
         except ValidationError as exc:
             errs = exc.errors()
             line = _line_of(text, errs[0]["loc"]) if errs else None
@@ -412,6 +487,8 @@ class ParamInfo:
     gui: bool = True
     suggestions: tuple = ()
     section: Optional[type] = None  # the nested Params class for kind 'section'
+    required: bool = False  # no default
+    metavar: Optional[str] = None
     adapter: Any = None  # TypeAdapter validating one value of this field (bounds included)
 
 
@@ -448,8 +525,10 @@ def _bounds(meta) -> dict:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def describe(cls: type[BaseModel], prefix: str = "") -> dict[str, ParamInfo]:
-    """ParamInfo for each field of `cls` (sections included as kind 'section'; recurse with `prefix`)."""
+    """ParamInfo for each field of `cls` (sections included as kind 'section'; recurse with `prefix`).
+    Computed once per class and prefix: treat the dict as read-only."""
     out = {}
     for name, f in cls.model_fields.items():
         extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
@@ -481,14 +560,15 @@ def describe(cls: type[BaseModel], prefix: str = "") -> dict[str, ParamInfo]:
             kind = "section"
         else:
             kind = "other"
-        default = f.get_default(call_default_factory=True)
+        required = f.is_required()
+        default = None if required else f.get_default(call_default_factory=True)
         adapter = TypeAdapter(typing.Annotated[(f.annotation, *f.metadata)]) if f.metadata else TypeAdapter(f.annotation)
         out[name] = ParamInfo(
             name=name, path=prefix + name, kind=kind, optional=optional, default=default,
             help=f.description or "", unit=extra.get("unit"), label=extra.get("label") or name.replace("_", " "),
             choices=choices, step=extra.get("step"), decimals=extra.get("decimals"), gui=extra.get("gui", True),
             suggestions=tuple(extra.get("suggestions") or ()), section=tp if kind == "section" else None,
-            adapter=adapter, **bounds)
+            adapter=adapter, required=required, metavar="DEVICE" if f.annotation is Device else None, **bounds)
     return out
 
 
@@ -506,6 +586,8 @@ def bounds_text(info: ParamInfo) -> str:
 
 
 def _default_text(info: ParamInfo) -> str:
+    if info.required:
+        return "required"
     d = info.default
     if d is None:
         return "auto"
@@ -595,12 +677,13 @@ class ParamOptions:
         ns = vars(args)
         return {path: ns[_dest(path)] for path in self.options if _dest(path) in ns}
 
-    def apply(self, obj: Params, args: argparse.Namespace) -> Params:
-        """A validated copy of `obj` with the given options set; untouched fields keep their state."""
+    def apply(self, obj: Optional[Params], args: argparse.Namespace) -> Params:
+        """A validated copy of `obj` (None: the class defaults) with the given options set; untouched
+        fields keep their state (loaded or default), so only what the user typed overrides a config."""
         given = self.given(args)
-        if not given:
+        if obj is not None and not given:
             return obj
-        d = _dump_set(obj)
+        d = _dump_set(obj) if obj is not None else {}
         for path, value in given.items():
             node = d
             keys = path.split(".")
@@ -608,10 +691,10 @@ class ParamOptions:
                 node = node.setdefault(k, {})
             node[keys[-1]] = list(value) if isinstance(value, tuple) else value
         try:
-            return type(obj).model_validate(d)
+            return (type(obj) if obj is not None else self.cls).model_validate(d)
         except ValidationError as exc:
             opts = " ".join(self.options[p] for p in given)
-            raise ParamsError(f"{format_errors(exc)} (with {opts})") from None
+            raise ParamsError(format_errors(exc) + (f" (with {opts})" if opts else "")) from None
 
 
 def _dest(path: str) -> str:
@@ -630,11 +713,14 @@ def _resolve(cls: type[BaseModel], path: str) -> ParamInfo:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type[Params], include: Optional[Iterable[str]] = None,
-                  exclude: Iterable[str] = (), names: Optional[dict[str, str]] = None) -> ParamOptions:
+                  exclude: Iterable[str] = (), names: Optional[dict[str, str]] = None,
+                  required: Iterable[str] = ()) -> ParamOptions:
     """Options for the fields of `cls` (top-level scalars by default, or the dotted paths in `include`),
     named --field-name unless `names` says otherwise; values are checked at parse time and absent options
-    leave no trace in the namespace (so they never override a loaded configuration)."""
+    leave no trace in the namespace (so they never override a loaded configuration). Fields without a
+    default are required options, as are the paths in `required`."""
     names = dict(names or {})
+    required = set(required)
     if include is None:
         include = [n for n, i in describe(cls).items() if i.kind not in ("section", "other")]
     options = {}
@@ -644,9 +730,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Params], include: O
         info = _resolve(cls, path)
         opt = names.get(path, _option_name(path))
         helptext = info.help or info.label
-        extra = [f"{info.unit}" if info.unit else "", bounds_text(info), f"default {_default_text(info)}"]
+        extra = [f"{info.unit}" if info.unit else "", bounds_text(info),
+                 "required" if info.required else f"default {_default_text(info)}"]
         helptext = f"{helptext} [{'; '.join(e for e in extra if e)}]".replace("%", "%%")
         kw: dict[str, Any] = dict(dest=_dest(path), default=argparse.SUPPRESS, help=helptext)
+        if path in required or info.required:
+            kw["required"] = True
         if info.kind == "bool":
             parser.add_argument(opt, action=argparse.BooleanOptionalAction, **kw)
         elif info.kind == "choice":
@@ -654,7 +743,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Params], include: O
         elif info.kind == "range":
             parser.add_argument(opt, nargs=2, type=_float_arg, metavar=("LOW", "HIGH"), action=_Validate, info=info, **kw)
         elif info.kind in ("int", "float", "str"):
-            metavar = {"int": "N", "float": "X", "str": "TEXT"}[info.kind]
+            metavar = info.metavar or {"int": "N", "float": "X", "str": "TEXT"}[info.kind]
             parser.add_argument(opt, metavar=metavar, action=_Validate, info=info, **kw)
         else:
             raise TypeError(f"{cls.__name__}.{path} ({info.kind}) cannot be a command-line option")

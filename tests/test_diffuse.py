@@ -124,7 +124,10 @@ def test_artefacts_and_simulated_batch():
     assert 0.02 < m.mean() < 0.5 and m[32, 32]
     b = DiffuseSimulator(s).batch(3, 1)
     assert b["input"].shape == (3, 1, 64, 64) and float(b["input"].min()) == -1.0
-    assert torch.all(b["ff"] <= 1) and torch.all(b["sro"] >= -1)
+    for i in range(3):  # decoded, the targets multiply to the measured plane: I_D = c·I_FF·I_SRO; masks are −1
+        x, f, r = (((b[k][i, 0].double() + 1) / 2) ** 2 for k in ("input", "ff", "sro"))
+        ratio = (x / (f * r).clamp_min(1e-30))[(b["input"][i, 0] > -1) & (f * r > 1e-3)]
+        assert len(ratio) > 500 and float(ratio.std() / ratio.mean()) < 1e-4
 
 
 @pytest.mark.parametrize("cell,symmetry", [(UnitCell(7, 7, 9), "4mm (square)"), (UnitCell(6, 8, 9), "mm (square/rect.)"),
@@ -186,17 +189,20 @@ def test_shipped_models_beat_trivial_baselines():
     assert torch.equal(one.ff, two.ff)  # deterministic in eval mode
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_small_model_trained_on_cpu_learns(tmp_path):
     from crystalstudio.training.config import TrainConfig
     from crystalstudio.training.dsfu_trainer import DSFUTrainer
 
     cfg = TrainConfig.from_dict(dict(kind="dsfu", run_dir=str(tmp_path), model={"width": 8},
                                      diffuse={"size": 64, "mc_swaps": 800, "mc_size": 8, "pool": 12},
-                                     batch_size=8, data_shards=2, steps=300, lr=4e-4, val_every=300, val_size=12,
+                                     batch_size=8, data_shards=2, steps=80, lr=1.5e-3, val_every=80, val_size=12,
                                      checkpoint_every=0, warmup_steps=0, schedule="constant", device="cpu", seed=1))
     r = DSFUTrainer(cfg, resume=False).run()
     print({k: round(v, 4) for k, v in r.items() if isinstance(v, float)})
-    # measured here: I_FF 13×, I_SRO 5.3× below the uniform-noise baseline (the GPU-trained shipped model: 109×, 15×)
+    # measured here: I_FF 14×, I_SRO 4.4× below the uniform-noise baseline after 80 steps at lr 1.5e-3 (300 steps
+    # at 4e-4: 13×, 5.3×; the GPU-trained shipped model: 109×, 15×)
     assert r["val_mse_ff"] * 5 < r["noise_mse_ff"] and r["val_mse_sro"] * 4 < r["noise_mse_sro"]
     assert (tmp_path / "generator_ff.pt").exists()
     assert load_generator(tmp_path / "generator_sro.pt").width == 8

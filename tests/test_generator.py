@@ -14,6 +14,7 @@ from crystalstudio.crystal.generator.cells import (lengths_from_volume, sample_c
 from crystalstudio.crystal.generator.settings import CellSettings
 from crystalstudio.crystal.statistics import pair_distances
 from crystalstudio.crystal.symmetry import SpaceGroup
+from crystalstudio.params import ParamsError
 
 
 @pytest.fixture(scope="module")
@@ -189,5 +190,7 @@ def test_settings_round_trip_and_unknown_keys():
     s.content.mode = "molecules"
     back = GeneratorSettings.from_dict(json.loads(json.dumps(s.to_dict())))
     assert back == s
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ParamsError, match=r"cell.a_maxx: unknown setting \(did you mean 'a_max'\?\)"):
         GeneratorSettings.from_dict({"cell": {"a_maxx": 3}})
+    with pytest.raises(ParamsError, match="a_min .* must not exceed a_max"):
+        GeneratorSettings.from_dict({"cell": {"a_min": 12.0}})

@@ -25,7 +25,7 @@ def test_evaluate_checkpoint_from_training_panel(window, qtbot, tmp_path, screen
     shutil.copy(resource_path("models", "phai_small.pt"), run / "checkpoint_best.pt")
     tp = next(p for p in window.panels if p.title == "Training")
     window.tabs.setCurrentWidget(tp)
-    tp.run_dir_edit.setText(str(run))
+    tp.cfg.run_dir = str(run)
     qtbot.mouseClick(tp.evaluate_button, QtCore.Qt.LeftButton)
     dlg = tp._evaluation_dialog
     assert dlg.isVisible() and dlg.model_edit.text() == str(run / "checkpoint_best.pt")

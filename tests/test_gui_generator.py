@@ -4,7 +4,7 @@ import time
 
 import numpy as np
 import pytest
-from PySide6 import QtCore
+from PySide6 import QtCore, QtWidgets
 
 from crystalstudio.io.shards import shard_paths
 from tests.conftest import save_screenshot
@@ -147,5 +147,8 @@ def test_about_and_preferences(window, qtbot):
     assert "torch" in text and "gemmi" in text and "Qt" in text
     window.preferences_dialog()
     dlg = window._dialogs[-1]
+    dlg.findChildren(QtWidgets.QComboBox)[0].setCurrentText("cpu")  # the user's choices are what is stored
+    dlg.findChildren(QtWidgets.QDoubleSpinBox)[0].setValue(1.5)
     dlg.accept()
-    assert window.settings.value("compute/device") in ("auto", "cpu", "cuda")
+    assert window.settings.value("compute/device") == "cpu" and window.device() == "cpu"
+    assert float(window.settings.value("views/d_min")) == 1.5

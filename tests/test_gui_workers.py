@@ -127,28 +127,44 @@ def test_shutdown_with_running_tasks_returns_promptly(manager, qtbot):
 
 
 def test_cyclic_garbage_is_collected_in_the_gui_thread(qtbot):
-    """Automatic collection is off (a worker thread must never run Qt destructors); the GUI-thread
-    timer collects cycles instead."""
+    """While the GUI runs, automatic collection is off (a worker thread must never run Qt destructors) and
+    the GUI-thread timer collects cycles, even those a worker's allocations would have collected;
+    afterwards automatic collection is back as it was."""
     import gc
     import weakref
 
-    from crystalstudio.gui.app import make_application
+    from crystalstudio.gui.app import MainThreadGarbageCollector, make_application
 
-    make_application()
-    assert not gc.isenabled()
+    app = make_application()
+    assert gc.isenabled()  # creating the application changes nothing process-wide
+    threshold = gc.get_threshold()
+    collector = MainThreadGarbageCollector(app, interval_ms=50).install()
+    try:
+        assert not gc.isenabled()
 
-    class Node:
-        pass
+        class Node:
+            pass
 
-    a, b = Node(), Node()
-    a.other, b.other = b, a
-    ref = weakref.ref(a)
-    del a, b
-    for _ in range(2000):  # enough allocations to pass the generation-0 threshold
-        [Node() for _ in range(2)]
-        x = Node()
-        x.self = x
-    qtbot.waitUntil(lambda: ref() is None, timeout=5000)
+        collected_in = []
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        weakref.finalize(a, lambda: collected_in.append(threading.current_thread().name))
+        del a, b
+
+        def allocate():  # far more than the generation-0 threshold, in a worker thread
+            for _ in range(20 * threshold[0]):
+                x = Node()
+                x.self = x
+
+        worker = threading.Thread(target=allocate, name="worker")
+        worker.start()
+        worker.join()
+        assert collected_in == []  # the worker's allocations did not trigger a collection
+        qtbot.waitUntil(lambda: bool(collected_in), timeout=5000)
+        assert collected_in == [threading.main_thread().name]
+    finally:
+        collector.uninstall()
+    assert gc.isenabled() and gc.get_threshold() == threshold
 
 
 def test_nothing_starts_after_shutdown(manager, qtbot):

@@ -117,21 +117,44 @@ def test_input_from_measured_list_matches_grid_calculation():
         phai_input_from_reflections(hkl, F, SpaceGroup.from_name("P 1 21/n 1"))
 
 
-def test_recycling_and_scan_shapes():
+def test_recycling_feeds_phases_back_and_scores_every_candidate():
     torch.manual_seed(0)
     model = PhAI(PhAIConfig.from_dict({**PhAIConfig.small().to_dict(), "filters": 8, "dim": 64, "dim_exp": 64,
                                       "dim_token_exp": 16, "mlp_depth": 1, "cnn_depth": 1})).eval()
+    grid = PhAIGrid(10)
     amp = torch.rand(2, 1205)
     ph, pr = recycle(model, amp, torch.zeros(2, 1205), 3)
     assert ph.shape == (3, 2, 1205) and set(torch.unique(ph).tolist()) <= {0.0, -180.0}
-    assert torch.all((pr >= 0.5) & (pr <= 1))
-    cands = phai_scan(model, amp[0].numpy(), max_cycles=4, random_starts=2, reference_phases=np.zeros(1205))
-    assert len(cands) == 12 and cands[0].fom >= cands[-1].fom and cands[0].map_r is not None
+    inp = torch.zeros(2, 1205)
+    with torch.no_grad():
+        for c in range(3):  # each cycle sees the previous cycle's phases; pr is the chosen class's probability
+            logits = model(grid.to_grid(amp), grid.to_grid(inp))
+            assert torch.equal(ph[c], torch.where(logits[:, 1] > logits[:, 0], 0.0, -180.0))
+            assert torch.allclose(pr[c], torch.softmax(logits, dim=1).max(dim=1).values, atol=1e-6)
+            inp = ph[c]
+    ref = np.where(np.random.default_rng(1).random(1205) < 0.5, 0.0, -180.0)
+    cands = phai_scan(model, amp[0].numpy(), max_cycles=4, random_starts=2, reference_phases=ref)
+    assert sorted((c.start, c.cycles) for c in cands) == [(s, k) for s in range(3) for k in range(1, 5)]
+    zero = {c.cycles: c for c in cands if c.start == 0}
+    ph4, _ = recycle(model, amp[:1], torch.zeros(1, 1205), 4)
+    F2 = amp[0].numpy().astype(np.float64) ** 2
+    origins = np.array([[x, y, z] for x in (0, 0.5) for y in (0, 0.5) for z in (0, 0.5)])
+    for k in range(1, 5):
+        c = zero[k]
+        assert np.array_equal(c.phases, ph4[k - 1, 0].numpy())
+        before = np.zeros(1205) if k == 1 else ph4[k - 2, 0].numpy()
+        assert c.stable == pytest.approx(np.mean(c.phases == before))
+        assert c.fom == pytest.approx(c.skewness * (0.5 + 0.5 * c.stable) * c.confidence, rel=1e-6)
+        # map r by hand: Σ|F|² cos Δφ / Σ|F|² at the best of the eight P2₁/c origins
+        shifted = ref[None] + 360.0 * (origins @ grid.hkl.T)
+        r = (F2 * np.cos(np.radians(c.phases[None] - shifted))).sum(1) / F2.sum()
+        assert c.map_r == pytest.approx(r.max(), abs=1e-5)
 
 
 def _tiny_cfg(run_dir, steps, **kw):
     d = dict(kind="phai", run_dir=str(run_dir), model=TINY, batch_size=8, steps=steps, data_shards=2, val_every=2,
-             val_size=16, checkpoint_every=1, warmup_steps=0, cycles_max=2, device="cpu", lr=1e-3, seed=5)
+             val_size=16, checkpoint_every=1, warmup_steps=0, cycles_max=2, device="cpu", lr=1e-3, seed=5,
+             weight_structures=64, generator={"content": {"max_atoms_asu": 24}})
     d.update(kw)
     return TrainConfig.from_dict(d)
 
@@ -140,6 +163,8 @@ def _losses(run_dir):
     return [r["loss"] for r in read_metrics(run_dir) if r["kind"] == "train"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_resume_after_kill_gives_the_same_curve(tmp_path):
     PhAITrainer(_tiny_cfg(tmp_path / "a", 6), resume=False).run()
     ref = _losses(tmp_path / "a")
@@ -166,6 +191,8 @@ def test_different_architecture_checkpoint_refused(tmp_path):
         PhAITrainer(other, resume=True).run()
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_ddp_two_processes_match_single(tmp_path):
     single = _tiny_cfg(tmp_path / "s", 4, val_every=0, checkpoint_every=0)
     PhAITrainer(single, resume=False).run()
@@ -187,9 +214,12 @@ def test_ddp_two_processes_match_single(tmp_path):
     assert start["world"] == 2
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_short_training_reduces_the_loss(tmp_path):
+    # structures come from pools (one generation call per 512), as on a GPU: the same data stream, generated faster
     cfg = _tiny_cfg(tmp_path, 100, batch_size=32, data_shards=4, val_every=0, checkpoint_every=0, cycles_max=1,
-                    d_min_range=[0.0, 0.0], drop_max=0.0, lr=3e-3)
+                    d_min_range=[0.0, 0.0], drop_max=0.0, lr=3e-3, pool_size=512)
     PhAITrainer(cfg, resume=False).run()
     loss = _losses(tmp_path)
     # from ln 2 = 0.693 (chance) the origin-invariant loss must move clearly below chance within 100 steps

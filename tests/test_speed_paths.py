@@ -8,7 +8,7 @@ def test_parallel_shard_export_writes_the_same_shards(tmp_path):
     import h5py
 
     from crystalstudio.crystal.generator import GeneratorSettings
-    from crystalstudio.crystal.generator.export import export_shards
+    from crystalstudio.io.shard_export import export_shards
 
     s = GeneratorSettings()
     s.content.mode = "molecules"

@@ -65,12 +65,15 @@ class UnitCell:
     def __post_init__(self):
         p = self.parameters
         if not np.all(np.isfinite(p)) or min(p[:3]) <= 0:
-            raise InvalidInputError(f"cell lengths must be positive numbers, got {tuple(p[:3])}")
+            raise InvalidInputError("cell lengths must be positive numbers, got a, b, c = "
+                                    + ", ".join(f"{x:g}" for x in p[:3]) + " Å")
         if min(p[3:]) <= 0 or max(p[3:]) >= 180:
-            raise InvalidInputError(f"cell angles must lie strictly between 0 and 180°, got {tuple(p[3:])}")
+            raise InvalidInputError("cell angles must lie strictly between 0 and 180°, got α, β, γ = "
+                                    + ", ".join(f"{x:g}" for x in p[3:]) + "°")
         ca, cb, cg = np.cos(np.radians(p[3:]))
         if 1 - ca**2 - cb**2 - cg**2 + 2 * ca * cb * cg <= 1e-10:
-            raise InvalidInputError(f"cell angles {tuple(p[3:])} do not form a cell (zero volume)")
+            raise InvalidInputError("cell angles α, β, γ = " + ", ".join(f"{x:g}" for x in p[3:])
+                                    + "° do not form a cell (zero volume)")
 
     @classmethod
     def from_parameters(cls, params) -> "UnitCell":

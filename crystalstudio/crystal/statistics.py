@@ -1,14 +1,13 @@
 """Distributions of real and generated structures: cell volume, lengths, length ratios, β,
 interatomic distances, volume per non-H atom, H fraction and element shares (general vs special
-positions); log-normal fit of the volume; distances between distributions; PNG overlays.
+positions); log-normal fit of the volume; distances between distributions. (Reading a folder of CIFs and
+writing PNG overlays: crystalstudio.io.structure_statistics.)
 
 Volumes in Å³, lengths and distances in Å, angles in degrees.
 """
 
 from __future__ import annotations
 
-import glob
-import os
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -16,7 +15,6 @@ import numpy as np
 from scipy import stats as sps
 from scipy.spatial import cKDTree
 
-from ..errors import CrystalStudioError
 from ..jobs import check_cancel, report
 from .structure import Structure
 
@@ -138,29 +136,6 @@ def statistics_of(structures: Iterable[Structure], progress=None, cancel=None, t
     return StructureStatistics(samples, gen_el, spec_el, n)
 
 
-def statistics_from_cif_folder(folder: str, progress=None, cancel=None, recursive: bool = True) -> StructureStatistics:
-    """Statistics of every readable structure in a folder of CIFs (unreadable files are listed in
-    `skipped` with the reason, not silently dropped)."""
-    from ..io.cif import read_cif_structures
-
-    pattern = os.path.join(folder, "**", "*.cif") if recursive else os.path.join(folder, "*.cif")
-    files = sorted(glob.glob(pattern, recursive=recursive))
-    if not files:
-        raise CrystalStudioError(f"{folder}: no .cif files")
-    structures, skipped = [], []
-    for i, f in enumerate(files):
-        check_cancel(cancel)
-        try:
-            structures.extend(s for s in read_cif_structures(f) if s.sites)
-        except CrystalStudioError as exc:
-            skipped.append(f"{os.path.basename(f)}: {exc}")
-        report(progress, 0.5 * (i + 1) / len(files), f"read {i + 1}/{len(files)} files")
-    stats = statistics_of(structures, cancel=cancel)
-    stats.skipped = skipped
-    report(progress, 1.0, f"{stats.n_structures} structures")
-    return stats
-
-
 def statistics_of_batch(batch, max_structures: int = 2000) -> StructureStatistics:
     """Statistics of a generated :class:`~crystalstudio.crystal.generator.StructureBatch`."""
     n = min(len(batch), max_structures)
@@ -178,31 +153,3 @@ def distribution_distance(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 def compare_statistics(real: StructureStatistics, generated: StructureStatistics) -> dict[str, dict[str, float]]:
     return {k: distribution_distance(real.samples[k], generated.samples[k]) for k in QUANTITIES}
-
-
-def plot_overlays(real: Optional[StructureStatistics], generated: Optional[StructureStatistics], path: str,
-                  quantities: Optional[list[str]] = None) -> None:
-    """PNG with one normalised histogram panel per quantity (real vs generated), written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    from ..io.common import atomic_path
-
-    qs = quantities or list(QUANTITIES)
-    fig = Figure(figsize=(4 * min(len(qs), 4), 3.2 * int(np.ceil(len(qs) / 4))), dpi=100)
-    for i, q in enumerate(qs):
-        ax = fig.add_subplot(int(np.ceil(len(qs) / 4)), min(len(qs), 4), i + 1)
-        data = [(n, s.samples[q]) for n, s in (("real", real), ("generated", generated)) if s is not None]
-        data = [(n, x) for n, x in data if len(x)]
-        if data:
-            allx = np.concatenate([x for _, x in data])
-            bins = np.linspace(np.percentile(allx, 0.5), np.percentile(allx, 99.5) + 1e-9, 40)
-            for n, x in data:
-                ax.hist(x, bins=bins, density=True, alpha=0.55, label=f"{n} ({len(x)})")
-            ax.legend(fontsize=7)
-        ax.set_title(QUANTITIES[q], fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, format="png")

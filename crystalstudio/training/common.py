@@ -1,12 +1,11 @@
-"""Pieces shared by the trainers: device and torchrun (DistributedDataParallel) set-up, optimisers,
-learning-rate schedules with manual drops, per-step seeds, throughput accounting."""
+"""Pieces of the run loop: torchrun (DistributedDataParallel) set-up, optimisers, learning-rate schedules
+with manual drops, per-step seeds."""
 
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
@@ -42,16 +41,6 @@ def teardown_distributed(info: DistInfo) -> None:
     if info.initialised_here and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-
-
-def select_device(want: str, info: DistInfo) -> torch.device:
-    if want in ("auto", "cuda") and torch.cuda.is_available():
-        dev = torch.device("cuda", info.local_rank % max(torch.cuda.device_count(), 1))
-        torch.cuda.set_device(dev)
-        return dev
-    if want == "cuda":
-        raise RuntimeError("CUDA requested but no GPU is available")
-    return torch.device("cpu")
 
 
 def all_reduce_mean(x: float, info: DistInfo, device) -> float:
@@ -101,13 +90,3 @@ class LearningRate:
         for g in optimizer.param_groups:
             g["lr"] = lr
         return lr
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state()}
-
-
-def memory_mb(device) -> Optional[float]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return None

@@ -1,10 +1,11 @@
-"""Element frequency tables for the generator (editable CSV resources; symbol → relative weight)."""
+"""Element frequency tables for the generator (symbol → relative weight; CSV text 'symbol,weight' with
+'#' comments). The shipped defaults are resources/elements/{general,special}_positions.csv; user
+tables are read and written by crystalstudio.io.element_tables."""
 
 from __future__ import annotations
 
 import csv
 import functools
-from pathlib import Path
 from typing import Mapping, Optional
 
 import numpy as np
@@ -29,15 +30,29 @@ class ElementTable:
         self.probabilities = w / w.sum()
 
     @classmethod
-    def from_csv(cls, path) -> "ElementTable":
-        p = Path(path)
+    def from_csv_text(cls, text: str, source=None) -> "ElementTable":
+        """Parse 'symbol,weight' CSV text; errors name `source` (a file) and the line."""
+        lines = text.splitlines()
+        rows = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
+        if not rows or [c.strip() for c in rows[0][1].split(",")][:2] != ["symbol", "weight"]:
+            raise InputFileError(source, "element table needs a header line 'symbol,weight'",
+                                 rows[0][0] if rows else None)
+        weights: dict[str, float] = {}
+        for lineno, row in rows[1:]:
+            cells = next(csv.reader([row]))
+            try:
+                symbol, weight = cells[0].strip(), float(cells[1])
+            except (IndexError, ValueError):
+                raise InputFileError(source, f"expected 'symbol,weight', got {row.strip()!r}", lineno) from None
+            weights[symbol] = weights.get(symbol, 0.0) + weight
         try:
-            with open(p) as f:
-                rows = [ln for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
-            reader = csv.DictReader(rows)
-            return cls({r["symbol"]: float(r["weight"]) for r in reader})
-        except (KeyError, ValueError, TypeError) as exc:
-            raise InputFileError(p, f"element table needs columns 'symbol,weight': {exc}") from None
+            return cls(weights)
+        except InvalidInputError as exc:
+            raise InputFileError(source, str(exc)) from None
+
+    def to_csv_text(self, comment: str = "") -> str:
+        head = f"# {comment}\n" if comment else ""
+        return head + "symbol,weight\n" + "".join(f"{s},{p:.6f}\n" for s, p in zip(self.symbols, self.probabilities))
 
     @classmethod
     def default(cls, which: str) -> "ElementTable":
@@ -54,17 +69,9 @@ class ElementTable:
     def share(self, symbols) -> float:
         return float(sum(p for s, p in zip(self.symbols, self.probabilities) if s in set(symbols)))
 
-    def write_csv(self, path, comment: str = "") -> None:
-        from ...io.common import atomic_output
-
-        with atomic_output(path) as f:
-            if comment:
-                f.write(f"# {comment}\n")
-            f.write("symbol,weight\n")
-            for s, p in zip(self.symbols, self.probabilities):
-                f.write(f"{s},{p:.6f}\n")
 
 
 @functools.lru_cache(maxsize=4)
 def _default_table(which: str) -> ElementTable:
-    return ElementTable.from_csv(resource_path("elements", f"{which}_positions.csv"))
+    path = resource_path("elements", f"{which}_positions.csv")
+    return ElementTable.from_csv_text(path.read_text(encoding="utf-8"), path)

@@ -1,5 +1,6 @@
-"""Parameters of the artificial-structure generator (one dataclass tree shared by the command line,
-config files and the Generator panel). Lengths in Å, volumes in Å³, angles in degrees, U in Å².
+"""Parameters of the artificial-structure generator: one settings tree (crystalstudio.params) shared by
+the command line, config files and the Generator panel. Lengths in Å, volumes in Å³, angles in
+degrees, U in Å².
 
 Defaults follow the generation paper (Acta Cryst. A 2025) where it states them; where a constant
 was lost from its text, the default here is stated and exposed:
@@ -11,30 +12,54 @@ was lost from its text, the default here is stated and exposed:
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Literal, Optional
+
+from ...params import FloatRange, Params, param, rule, section
+
+SPACE_GROUP_SUGGESTIONS = ["P 1 21/c 1", "P 1 21/n 1", "P -1", "P 1", "P 1 21 1", "P 21 21 21", "C 1 2/c 1", "P b c a",
+                           "P n a 21", "P 4/n m m:2", "R -3 c:H"]
 
 
-@dataclass
-class CellSettings:
-    sampling: str = "volume"  # 'volume' (volume first, then lengths) or 'naive' (lengths uniform)
-    volume_distribution: str = "uniform"  # 'uniform' or 'lognormal'
-    volume_min: Optional[float] = None  # default a_min³
-    volume_max: Optional[float] = None  # default a_max³
-    lognormal_mu: float = 6.2  # ln(Å³): median e^6.2 ≈ 493 Å³
-    lognormal_sigma: float = 0.35
-    a_min: float = 4.0
-    a_max: float = 10.0
-    ratio_max: float = 2.0
-    shear: str = "exponential"  # 'none', 'uniform', 'lower_bound', 'exponential', 'uniform_beta'
-    shear_variant: str = "keep_volume"  # 'keep_volume' (unit-determinant shear) or 'keep_lengths'
-    beta_max: float = 125.0
-    beta_lower: float = 93.0  # lower bound of β for shear='lower_bound'
-    beta_scale: float = 10.0  # mean of β − 90° for shear='exponential'
-    lengths_within_bounds: bool = True  # keep sheared lengths ≤ a_max
-    angle_min: float = 60.0  # triclinic angle range
-    angle_max: float = 125.0
+class CellSettings(Params):
+    sampling: Literal["volume", "naive"] = param(
+        "volume", label="Cell sampling",
+        help="volume: draw V first, then lengths (paper); naive: lengths uniform in [a_min, a_max] (skews V)")
+    volume_distribution: Literal["uniform", "lognormal"] = param(
+        "uniform", label="Volume distribution",
+        help="uniform in [V min, V max] or log-normal (fit it from real CIFs: crystalstudio stats, Statistics tab)")
+    volume_min: Optional[float] = param(None, unit="Å³", gt=0, label="V min", step=10, help="lower volume bound; auto = a_min³")
+    volume_max: Optional[float] = param(None, unit="Å³", gt=0, label="V max", step=10, help="upper volume bound; auto = a_max³")
+    lognormal_mu: float = param(6.2, unit="ln Å³", ge=0, le=15, label="log-normal μ", step=0.05,
+                                help="mean of ln V (6.2: median 493 Å³)")
+    lognormal_sigma: float = param(0.35, gt=0, le=5, label="log-normal σ", step=0.05, help="standard deviation of ln V")
+    a_min: float = param(4.0, unit="Å", gt=0, le=1000, label="a min", step=0.5, help="shortest allowed cell length")
+    a_max: float = param(10.0, unit="Å", gt=0, le=1000, label="a max", step=0.5, help="longest allowed cell length")
+    ratio_max: float = param(2.0, ge=1, le=100, label="max ratio r", step=0.1,
+                             help="upper bound of a2/a1 and a3/a2 for sorted lengths")
+    shear: Literal["exponential", "lower_bound", "uniform", "uniform_beta", "none"] = param(
+        "exponential", label="β sampling",
+        help="none; uniform shear (over-weights large β); lower_bound (β ≥ bound); exponential (β − 90° ~ Exp, "
+             "matches databases); uniform_beta")
+    shear_variant: Literal["keep_volume", "keep_lengths"] = param(
+        "keep_volume", label="Shear keeps", help="keep_volume: unit-determinant shear; keep_lengths: V changes")
+    beta_max: float = param(125.0, unit="°", ge=90, lt=180, label="β max", step=1, help="largest monoclinic angle")
+    beta_lower: float = param(93.0, unit="°", ge=90, lt=180, label="β lower bound", step=1,
+                              help="smallest β for the lower_bound mode")
+    beta_scale: float = param(10.0, unit="°", gt=0, le=90, label="β scale", step=1,
+                              help="mean of β − 90° for the exponential mode")
+    lengths_within_bounds: bool = param(True, label="sheared lengths ≤ a max", help="limit the shear so that |c'| ≤ a max")
+    angle_min: float = param(60.0, unit="°", gt=0, le=90, label="triclinic angle min", step=1, help="smallest triclinic angle")
+    angle_max: float = param(125.0, unit="°", ge=90, lt=180, label="triclinic angle max", step=1, help="largest triclinic angle")
+
+    @rule
+    def _ranges(self):
+        if self.a_min > self.a_max:
+            raise ValueError(f"a_min ({self.a_min:g} Å) must not exceed a_max ({self.a_max:g} Å)")
+        lo, hi = self.volume_range()
+        if lo >= hi:
+            raise ValueError(f"the volume range [{lo:g}, {hi:g}] Å³ is empty")
+        if self.beta_lower > self.beta_max:
+            raise ValueError(f"beta_lower ({self.beta_lower:g}°) must not exceed beta_max ({self.beta_max:g}°)")
 
     def volume_range(self) -> tuple[float, float]:
         lo = self.volume_min if self.volume_min is not None else self.a_min**3
@@ -42,59 +67,59 @@ class CellSettings:
         return float(lo), float(hi)
 
 
-@dataclass
-class ContentSettings:
-    mode: str = "uniform"  # 'uniform' or 'molecules'
-    volume_per_atom: tuple[float, float] = (7.0, 22.0)  # Å³ per non-H atom
-    hydrogen_fraction: tuple[float, float] = (0.3, 0.6)  # H mole fraction x_H
-    include_hydrogen: bool = True
-    u_iso: tuple[float, float] = (0.01, 0.1)  # per-structure Uiso, Å²
-    u_iso_deviation: float = 0.005  # per-atom ± deviation, Å²
-    d_min: float = 1.2  # uniform mode: minimum interatomic distance, Å
-    tries: int = 10  # uniform mode: tries per atom before it is dropped
-    special_probability: float = 0.05  # each point special position occupied independently
-    max_atoms_asu: int = 100  # cap on non-H atoms in the asymmetric unit
-    general_table: Optional[dict[str, float]] = None  # None: resources/elements/general_positions.csv
-    special_table: Optional[dict[str, float]] = None  # None: resources/elements/special_positions.csv
+class ContentSettings(Params):
+    mode: Literal["uniform", "molecules"] = param(
+        "uniform", label="Mode", help="uniform: random atoms with a minimum distance; molecules: bonded artificial molecules")
+    volume_per_atom: FloatRange(gt=0) = param((7.0, 22.0), unit="Å³", label="V per non-H atom", step=0.5,
+                                              help="uniform range of cell volume per non-H atom")
+    hydrogen_fraction: FloatRange(ge=0, le=0.95) = param((0.3, 0.6), label="H mole fraction", step=0.05,
+                                                         help="uniform range of the H mole fraction x_H")
+    include_hydrogen: bool = param(True, label="include hydrogen", help="add H atoms (non-H skeleton first)")
+    u_iso: FloatRange(ge=0, le=1) = param((0.01, 0.1), unit="Å²", label="Uiso range", step=0.005,
+                                          help="per-structure isotropic displacement, drawn uniformly")
+    u_iso_deviation: float = param(0.005, unit="Å²", ge=0, le=0.5, label="Uiso ± per atom", step=0.001,
+                                   help="uniform per-atom deviation from the structure's Uiso")
+    d_min: float = param(1.2, unit="Å", gt=0, le=10, label="d min", step=0.05,
+                         help="uniform mode: no two atoms (all images) closer than this")
+    tries: int = param(10, ge=1, le=10000, label="tries per atom",
+                       help="uniform mode: random positions tried before the atom is dropped")
+    special_probability: float = param(0.05, ge=0, le=1, label="special-position p", step=0.01,
+                                       help="each point special position (inversion centres in P2₁/c) occupied "
+                                            "with this probability")
+    max_atoms_asu: int = param(100, ge=1, le=100000, label="max non-H atoms / ASU",
+                               help="cap on the asymmetric-unit count of non-H atoms")
+    general_table: Optional[dict[str, float]] = param(
+        None, gui=False, help="element shares on general positions (None: resources/elements/general_positions.csv)")
+    special_table: Optional[dict[str, float]] = param(
+        None, gui=False, help="element shares on special positions (None: resources/elements/special_positions.csv)")
 
 
-@dataclass
-class MoleculeSettings:
-    bond_window: float = 0.10  # accepted bond length R_A + R_B within ±10 %
-    bond_jitter: float = 0.05  # sampled bond length (R_A + R_B)·(1 ± 5 %)
-    nonbonded_factor: float = 1.3  # non-bonded minimum = max(factor·(R_A + R_B), floor)
-    nonbonded_floor: float = 1.8  # Å
-    nonbonded_cap: float = 3.2  # Å: no non-bonded minimum exceeds this (alkali/alkaline-earth radii are large)
-    tries_per_anchor: int = 20
-    elements_per_atom: int = 2  # element choices before an atom is dropped
+class MoleculeSettings(Params):
+    bond_window: float = param(0.10, gt=0, le=1, label="bond window ±", step=0.01,
+                               help="accepted bond length (R_A + R_B)(1 ± w), Cordero covalent radii")
+    bond_jitter: float = param(0.05, ge=0, le=1, label="bond jitter ±", step=0.01,
+                               help="sampled bond length (R_A + R_B)(1 ± j)")
+    nonbonded_factor: float = param(1.3, ge=1, le=5, label="non-bonded factor", step=0.05,
+                                    help="non-bonded minimum = factor·(R_A + R_B), floored and capped")
+    nonbonded_floor: float = param(1.8, unit="Å", gt=0, le=10, label="non-bonded floor", step=0.05,
+                                   help="smallest non-bonded minimum distance")
+    nonbonded_cap: float = param(3.2, unit="Å", gt=0, le=10, label="non-bonded cap", step=0.05,
+                                 help="largest non-bonded minimum (alkali/alkaline-earth radii are large)")
+    tries_per_anchor: int = param(20, ge=1, le=10000, label="tries per anchor",
+                                  help="sphere points tried around the chosen bonded atom")
+    elements_per_atom: int = param(2, ge=1, le=100, label="elements per atom",
+                                   help="element choices before the atom is dropped")
 
 
-@dataclass
-class GeneratorSettings:
-    space_group: str = "P 1 21/c 1"
-    cell: CellSettings = field(default_factory=CellSettings)
-    content: ContentSettings = field(default_factory=ContentSettings)
-    molecule: MoleculeSettings = field(default_factory=MoleculeSettings)
+class GeneratorSettings(Params):
+    space_group: str = param("P 1 21/c 1", label="Space group", suggestions=SPACE_GROUP_SUGGESTIONS,
+                             help="any space-group name gemmi knows (Hermann–Mauguin, Hall or number)")
+    cell: CellSettings = section(CellSettings, "Unit cell")
+    content: ContentSettings = section(ContentSettings, "Contents")
+    molecule: MoleculeSettings = section(MoleculeSettings, "Artificial molecules")
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    @rule
+    def _space_group(self):
+        from ..symmetry import SpaceGroup
 
-    @classmethod
-    def from_dict(cls, d: Optional[dict[str, Any]]) -> "GeneratorSettings":
-        d = dict(d or {})
-        out = cls()
-        for key, sub in (("cell", CellSettings), ("content", ContentSettings), ("molecule", MoleculeSettings)):
-            if key in d:
-                vals = dict(d.pop(key) or {})
-                unknown = set(vals) - {f.name for f in dataclasses.fields(sub)}
-                if unknown:
-                    raise ValueError(f"unknown {key} setting(s): {', '.join(sorted(unknown))}")
-                for k, v in vals.items():
-                    if isinstance(getattr(sub(), k), tuple) and isinstance(v, list):
-                        v = tuple(v)
-                    setattr(getattr(out, key), k, v)
-        if "space_group" in d:
-            out.space_group = str(d.pop("space_group"))
-        if d:
-            raise ValueError(f"unknown generator setting(s): {', '.join(sorted(d))}")
-        return out
+        SpaceGroup.from_name(self.space_group)  # InvalidInputError names it

@@ -3,7 +3,6 @@ generated (or opened) structure, batch export to shards, and statistics against 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -16,62 +15,15 @@ from PySide6 import QtCore, QtWidgets
 from ...crystal.generator import GeneratorSettings
 from ...crystal.generator.preview import preview_structure
 from ...crystal.maps import CalculatedData, calculated_data
+from ...crystal.scene import SceneData, build_scene
 from ..views.density_view import DensitySlabView
-from ..views.forms import DataclassForm, FieldSpec
+from ..views.forms import ParamsForm
 from ..views.plots import HistogramPlot
 from ..views.reciprocal_view import ReciprocalPlaneView
-from ..views.scene import SceneData, build_scene
 from ..views.structure_view import Structure3DView
 from .base import Panel
 
 log = logging.getLogger("crystalstudio")
-
-CELL_SPECS = {
-    "sampling": FieldSpec("Cell sampling", "volume: draw V first, then lengths (paper); naive: lengths uniform in "
-                          "[a_min, a_max] (skews V)", choices=["volume", "naive"]),
-    "volume_distribution": FieldSpec("Volume distribution", "uniform in [V_min, V_max] or log-normal (fit it from real "
-                                     "CIFs in the Statistics tab)", choices=["uniform", "lognormal"]),
-    "volume_min": FieldSpec("V min (Å³)", "lower volume bound; auto = a_min³", 0, 1e5, 10, 1),
-    "volume_max": FieldSpec("V max (Å³)", "upper volume bound; auto = a_max³", 0, 1e5, 10, 1),
-    "lognormal_mu": FieldSpec("log-normal μ", "mean of ln V (ln Å³)", 0, 12, 0.05, 3),
-    "lognormal_sigma": FieldSpec("log-normal σ", "standard deviation of ln V", 0.01, 3, 0.05, 3),
-    "a_min": FieldSpec("a min (Å)", "shortest allowed cell length", 2, 50, 0.5, 2),
-    "a_max": FieldSpec("a max (Å)", "longest allowed cell length", 2, 100, 0.5, 2),
-    "ratio_max": FieldSpec("max ratio r", "upper bound of a2/a1 and a3/a2 for sorted lengths", 1, 10, 0.1, 2),
-    "shear": FieldSpec("β sampling", "none; uniform shear (over-weights large β); lower_bound (β ≥ bound); "
-                       "exponential (β − 90° ~ Exp, matches databases); uniform_beta",
-                       choices=["exponential", "lower_bound", "uniform", "uniform_beta", "none"]),
-    "shear_variant": FieldSpec("Shear keeps", "keep_volume: unit-determinant shear; keep_lengths: V changes",
-                               choices=["keep_volume", "keep_lengths"]),
-    "beta_max": FieldSpec("β max (°)", "largest monoclinic angle", 90, 150, 1, 1),
-    "beta_lower": FieldSpec("β lower bound (°)", "for the lower_bound mode", 90, 150, 1, 1),
-    "beta_scale": FieldSpec("β scale (°)", "mean of β − 90° for the exponential mode", 0.5, 60, 1, 1),
-    "lengths_within_bounds": FieldSpec("sheared lengths ≤ a max", "limit the shear so that |c'| ≤ a_max"),
-    "angle_min": FieldSpec("triclinic angle min (°)", "smallest triclinic angle", 30, 90, 1, 1),
-    "angle_max": FieldSpec("triclinic angle max (°)", "largest triclinic angle", 90, 150, 1, 1),
-}
-CONTENT_SPECS = {
-    "volume_per_atom": FieldSpec("V per non-H atom (Å³)", "uniform range of cell volume per non-H atom", 2, 100, 0.5, 1),
-    "hydrogen_fraction": FieldSpec("H mole fraction", "uniform range of x_H", 0, 0.95, 0.05, 2),
-    "include_hydrogen": FieldSpec("include hydrogen", "add H atoms (non-H skeleton first)"),
-    "u_iso": FieldSpec("Uiso range (Å²)", "per-structure isotropic displacement", 0, 1, 0.005, 3),
-    "u_iso_deviation": FieldSpec("Uiso ± per atom (Å²)", "uniform per-atom deviation", 0, 0.1, 0.001, 4),
-    "d_min": FieldSpec("d min (Å)", "uniform mode: no two atoms (all images) closer than this", 0.5, 5, 0.05, 2),
-    "tries": FieldSpec("tries per atom", "uniform mode: random positions tried before the atom is dropped", 1, 1000, 1),
-    "special_probability": FieldSpec("special-position p", "each point special position (inversion centres in "
-                                     "P2₁/c) occupied with this probability", 0, 1, 0.01, 3),
-    "max_atoms_asu": FieldSpec("max non-H atoms / ASU", "cap on the asymmetric-unit count", 1, 1000, 1),
-}
-MOLECULE_SPECS = {
-    "bond_window": FieldSpec("bond window ±", "accepted bond length (R_A + R_B)(1 ± w), Cordero radii", 0.01, 0.5, 0.01, 3),
-    "bond_jitter": FieldSpec("bond jitter ±", "sampled bond length (R_A + R_B)(1 ± j)", 0, 0.5, 0.01, 3),
-    "nonbonded_factor": FieldSpec("non-bonded factor", "non-bonded minimum = factor·(R_A + R_B), floored, capped", 1, 3, 0.05, 2),
-    "nonbonded_floor": FieldSpec("non-bonded floor (Å)", "smallest non-bonded distance", 0.5, 4, 0.05, 2),
-    "nonbonded_cap": FieldSpec("non-bonded cap (Å)", "largest non-bonded minimum", 1, 5, 0.05, 2),
-    "tries_per_anchor": FieldSpec("tries per anchor", "sphere points tried around the chosen bonded atom", 1, 1000, 1),
-    "elements_per_atom": FieldSpec("elements per atom", "element choices before the atom is dropped", 1, 10, 1),
-}
-
 
 def preview_with_scene(settings: GeneratorSettings, seed: int, d_min: float, iso_sigma: Optional[float],
                        cancel=None) -> tuple[CalculatedData, float, SceneData]:
@@ -111,9 +63,10 @@ class GeneratorPanel(Panel):
         tf.addRow("Space group", self.space_group)
         tf.addRow("Mode", self.mode)
         tf.addRow("Seed", self.seed_box)
-        self.cell_form = DataclassForm("Unit cell", self.settings.cell, CELL_SPECS)
-        self.content_form = DataclassForm("Contents", self.settings.content, CONTENT_SPECS)
-        self.molecule_form = DataclassForm("Artificial molecules", self.settings.molecule, MOLECULE_SPECS)
+        # forms built from the settings' declarations (label, unit, bounds, help); they edit self.settings in place
+        self.cell_form = ParamsForm(self.settings.cell, "Unit cell")
+        self.content_form = ParamsForm(self.settings.content, "Contents", exclude=["mode"])
+        self.molecule_form = ParamsForm(self.settings.molecule, "Artificial molecules")
         self.generate_button = QtWidgets.QPushButton("Generate new structure")
         self.generate_button.setToolTip("Next seed; all views update")
         self.same_button = QtWidgets.QPushButton("Same seed")
@@ -173,8 +126,6 @@ class GeneratorPanel(Panel):
 
     # ------------------------------------------------------------------ generation
     def _collect(self) -> GeneratorSettings:
-        for f in (self.cell_form, self.content_form, self.molecule_form):
-            f.apply()
         self.settings.space_group = self.space_group.currentText().strip()
         self.settings.content.mode = self.mode.currentText()
         self.seed = self.seed_box.value()
@@ -185,8 +136,7 @@ class GeneratorPanel(Panel):
         self.generate()
 
     def generate(self) -> None:
-        s = dataclasses.replace(self._collect())
-        s = GeneratorSettings.from_dict(s.to_dict())
+        s = GeneratorSettings.from_dict(self._collect().to_dict())
         self._click_time = time.perf_counter()
         d_min = float(self.window_.settings.value("views/d_min", 0.8))
         key = (json.dumps(s.to_dict(), sort_keys=True), self.seed, d_min, self.view3d.iso_sigma())
@@ -252,10 +202,9 @@ class GeneratorPanel(Panel):
 
     def reset_defaults(self) -> None:
         d = GeneratorSettings()
-        for form, obj in ((self.cell_form, d.cell), (self.content_form, d.content), (self.molecule_form, d.molecule)):
-            for f in dataclasses.fields(obj):
-                if f.name in form.editors:
-                    form.set_value(f.name, getattr(obj, f.name))
+        for name, form in (("cell", self.cell_form), ("content", self.content_form), ("molecule", self.molecule_form)):
+            setattr(self.settings, name, getattr(d, name))
+            form.bind(getattr(self.settings, name))
         self.space_group.setCurrentText(d.space_group)
         self.mode.setCurrentText(d.content.mode)
 
@@ -361,7 +310,7 @@ class GeneratorPanel(Panel):
             self.export_dir.setText(d)
 
     def start_export(self) -> None:
-        from ...crystal.generator.export import export_shards
+        from ...io.shard_export import export_shards
 
         s = GeneratorSettings.from_dict(self._collect().to_dict())
         self.export_t0 = time.perf_counter()
@@ -454,7 +403,8 @@ class GeneratorPanel(Panel):
 
     def compute_statistics(self) -> None:
         from ...crystal.generator import generate_batch
-        from ...crystal.statistics import statistics_from_cif_folder, statistics_of_batch
+        from ...crystal.statistics import statistics_of_batch
+        from ...io.structure_statistics import statistics_from_cif_folder
 
         folder = self.stats_dir.text().strip()
         s = GeneratorSettings.from_dict(self._collect().to_dict())
@@ -502,9 +452,9 @@ class GeneratorPanel(Panel):
         if self.stats_real is None:
             return
         mu, sigma = self.stats_real.lognormal_volume_fit()
-        self.cell_form.set_value("volume_distribution", "lognormal")
-        self.cell_form.set_value("lognormal_mu", round(mu, 3))
-        self.cell_form.set_value("lognormal_sigma", round(sigma, 3))
+        cell = self.settings.cell
+        cell.volume_distribution, cell.lognormal_mu, cell.lognormal_sigma = "lognormal", round(mu, 3), round(sigma, 3)
+        self.cell_form.refresh()
         log.info("cell volumes now log-normal with mu=%.3f sigma=%.3f", mu, sigma)
 
     def apply_element_tables(self) -> None:

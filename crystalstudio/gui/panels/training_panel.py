@@ -4,18 +4,18 @@ curves, learning rate with a drop button, throughput, and a validation sample (t
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from ...training.config import TrainConfig
+from ...errors import CrystalStudioError
+from ...training.config import DSFUTrainConfig, PhAITrainConfig, TrainConfig
 from ...training.runlog import MetricsFollower, RunControl
 from ..views.density_view import DensitySlabView
+from ..views.forms import ParamsForm
 from ..views.image_view import ImagePanel
 from ..views.plots import CurvePlot
 from .base import Panel
@@ -41,6 +41,21 @@ def _sample_map(amplitudes, phases_deg, max_index: int = 10):
     return density_map(UnitCell(10, 10, 10, 90, 90, 90), sg, hkl, F, grid=(24, 24, 24))
 
 
+def read_sample(path: str):
+    """("phai", (true map, predicted map)) or ("dsfu", five planes) from a run's sample.npz; None when the
+    file is being replaced (worker side)."""
+    try:
+        with np.load(path) as z:
+            d = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError):
+        return None
+    if "amplitudes" in d:
+        return "phai", (_sample_map(d["amplitudes"], d["true_phases"]), _sample_map(d["amplitudes"], d["predicted_phases"]))
+    from ...diffuse.planes import postprocess
+
+    return "dsfu", [postprocess(d[k]) for k in ("input", "ff_true", "ff_pred", "sro_true", "sro_pred")]
+
+
 class TrainingPanel(Panel):
     routing_priority = 2
     title = "Training"
@@ -54,38 +69,33 @@ class TrainingPanel(Panel):
         self.run_dir: Optional[Path] = None
         self.records: list[dict] = []
         self._sample_mtime = 0.0
+        self.cfg: TrainConfig = PhAITrainConfig()
+        self.config_path: Optional[str] = None
 
-        # ---- settings
+        # ---- settings: one form built from the configuration class, editing self.cfg in place
         self.kind = QtWidgets.QComboBox()
         self.kind.addItems(["PhAI", "DSFU-Net"])
-        self.preset = QtWidgets.QComboBox()
-        self.preset.addItems(["small", "published"])
-        self.preset.setToolTip("PhAI size: small (1.3 M parameters, CPU) or the published 42.4 M configuration (GPU)")
-        self.width = QtWidgets.QSpinBox(minimum=4, maximum=64, value=16)
-        self.width.setToolTip("DSFU-Net channel width (64 = published, 29.2 M parameters)")
-        self.batch = QtWidgets.QSpinBox(minimum=2, maximum=4096, value=32)
-        self.steps = QtWidgets.QSpinBox(minimum=1, maximum=10**7, value=2000)
-        self.lr = QtWidgets.QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-4, value=1e-3)
-        self.cycles = QtWidgets.QSpinBox(minimum=1, maximum=10, value=3)
-        self.cycles.setToolTip("PhAI: recycling cycles drawn 1…n per batch")
-        self.val_every = QtWidgets.QSpinBox(minimum=0, maximum=10**6, value=50)
-        self.ckpt_every = QtWidgets.QSpinBox(minimum=0, maximum=10**6, value=100)
-        self.run_dir_edit = QtWidgets.QLineEdit(str(Path.home() / "crystalstudio_runs" / "phai"))
+        self.kind.setToolTip("The network to train; switching starts from that network's default configuration")
+        self.form_area = QtWidgets.QScrollArea()
+        self.form_area.setWidgetResizable(True)
+        self.form_area.setMinimumWidth(360)
+        self.form: Optional[ParamsForm] = None
         self.resume = QtWidgets.QCheckBox("resume from the run directory's checkpoint")
+        self.resume.setToolTip("Continue where the run directory's last checkpoint left off "
+                               "(off: start at step 0; an older metrics log is kept beside)")
         self.resume.setChecked(True)
-        form = QtWidgets.QFormLayout()
-        for label, w in (("Network", self.kind), ("PhAI size", self.preset), ("DSFU width", self.width),
-                         ("Batch (structures/planes)", self.batch), ("Steps", self.steps), ("Learning rate", self.lr),
-                         ("Recycling cycles", self.cycles), ("Validate every", self.val_every),
-                         ("Checkpoint every", self.ckpt_every), ("Run directory", self.run_dir_edit)):
-            form.addRow(label, w)
-        form.addRow(self.resume)
         self.load_cfg = QtWidgets.QPushButton("Load config…")
+        self.load_cfg.setToolTip("Open a training configuration (JSON): the form edits it, Save writes it back")
         self.save_cfg = QtWidgets.QPushButton("Save config…")
+        self.save_cfg.setToolTip("Write the configuration as loaded plus your edits (fields you did not touch stay "
+                                 "as they were)")
         self.start_button = QtWidgets.QPushButton("Start")
+        self.start_button.setToolTip("Train with this configuration in a worker thread")
         self.pause_button = QtWidgets.QPushButton("Pause")
         self.pause_button.setCheckable(True)
+        self.pause_button.setToolTip("Pause or resume the run between two steps")
         self.stop_button = QtWidgets.QPushButton("Stop")
+        self.stop_button.setToolTip("Stop after the current step; a checkpoint is written")
         self.drop_button = QtWidgets.QPushButton("Drop LR ×0.5")
         self.drop_button.setToolTip("Halve the learning rate now (as the papers did on plateaus)")
         self.attach_button = QtWidgets.QPushButton("Attach to run…")
@@ -93,7 +103,7 @@ class TrainingPanel(Panel):
         self.evaluate_button = QtWidgets.QPushButton("Evaluate on CIF folder…")
         self.evaluate_button.setToolTip("Measure a PhAI checkpoint on real P2₁/c-family CIFs (solved fraction, median "
                                         "map r, r against cell volume), as `crystalstudio evaluate` does")
-        self.evaluate_button.clicked.connect(lambda: open_evaluation(self, self.run_dir_edit.text()))
+        self.evaluate_button.clicked.connect(lambda: open_evaluation(self, str(self.run_dir or self.cfg.run_dir)))
         for b in (self.pause_button, self.stop_button, self.drop_button):
             b.setEnabled(False)
         grid = QtWidgets.QGridLayout()
@@ -104,10 +114,13 @@ class TrainingPanel(Panel):
         self.status.setWordWrap(True)
         left = QtWidgets.QWidget()
         ll = QtWidgets.QVBoxLayout(left)
-        ll.addLayout(form)
+        top = QtWidgets.QFormLayout()
+        top.addRow("Network", self.kind)
+        ll.addLayout(top)
+        ll.addWidget(self.form_area, 1)
+        ll.addWidget(self.resume)
         ll.addLayout(grid)
         ll.addWidget(self.status)
-        ll.addStretch(1)
 
         # ---- views
         self.loss_plot = CurvePlot(title="training loss", x_label="step")
@@ -149,68 +162,67 @@ class TrainingPanel(Panel):
         self.load_cfg.clicked.connect(self._ask_load)
         self.save_cfg.clicked.connect(self._ask_save)
         self.kind.currentIndexChanged.connect(self._kind_changed)
+        self._build_form()
 
     # ------------------------------------------------------------------ configuration
-    def _kind_changed(self, *_):
-        dsfu = self.kind.currentIndex() == 1
-        self.sample_stack.setCurrentIndex(1 if dsfu else 0)
-        if dsfu and self.lr.value() == 1e-3:
-            self.lr.setValue(2e-4)
-        sub = "dsfu" if dsfu else "phai"
-        p = Path(self.run_dir_edit.text())
-        if p.name in ("phai", "dsfu"):
-            self.run_dir_edit.setText(str(p.parent / sub))
+    def _build_form(self) -> None:
+        """A form for self.cfg; the generator section is kept as loaded (structures are designed in the
+        Generator panel) and so are fields without an editor."""
+        self.form = ParamsForm(self.cfg, "Run configuration", exclude=["generator"])
+        self.form.invalid.connect(lambda path, msg: self.status.setText(f"{path}: {msg}"))
+        self.form_area.setWidget(self.form)
+        self.kind.blockSignals(True)
+        self.kind.setCurrentIndex(1 if self.cfg.kind == "dsfu" else 0)
+        self.kind.blockSignals(False)
+        self.sample_stack.setCurrentIndex(1 if self.cfg.kind == "dsfu" else 0)
+
+    def _kind_changed(self, index: int) -> None:
+        self.set_config(DSFUTrainConfig() if index == 1 else PhAITrainConfig(), None)
+
+    def set_config(self, cfg: TrainConfig, path: Optional[str] = None) -> None:
+        """Edit `cfg` (in place) from now on."""
+        self.cfg, self.config_path = cfg, path
+        self._build_form()
+        self.status.setText(f"configuration {path}" if path else f"default {cfg.kind} configuration")
 
     def config(self) -> TrainConfig:
-        dsfu = self.kind.currentIndex() == 1
-        d = dict(kind="dsfu" if dsfu else "phai", run_dir=self.run_dir_edit.text(), batch_size=self.batch.value(),
-                 steps=self.steps.value(), lr=self.lr.value(), cycles_max=self.cycles.value(),
-                 val_every=self.val_every.value(), checkpoint_every=self.ckpt_every.value(),
-                 device=self.window_.device(), warmup_steps=min(50, self.steps.value() // 10),
-                 data_shards=2 if self.batch.value() % 2 == 0 else 1,
-                 val_size=16 if dsfu else 128)
-        if dsfu:
-            d.update(model={"width": self.width.value()}, schedule="constant")
-        else:
-            d.update(model={"preset": self.preset.currentText()})
-        return TrainConfig.from_dict(d)
+        """The configuration a run starts with: the edited object, checked (the worker gets a copy)."""
+        return self.cfg.check()
 
-    def apply_config(self, cfg: TrainConfig) -> None:
-        self.kind.setCurrentIndex(1 if cfg.kind == "dsfu" else 0)
-        self.run_dir_edit.setText(cfg.run_dir)
-        self.batch.setValue(cfg.batch_size)
-        self.steps.setValue(cfg.steps)
-        self.lr.setValue(cfg.lr)
-        self.cycles.setValue(cfg.cycles_max)
-        self.val_every.setValue(cfg.val_every)
-        self.ckpt_every.setValue(cfg.checkpoint_every)
-        if cfg.kind == "dsfu":
-            self.width.setValue(int(cfg.model.get("width", 16)))
-        else:
-            self.preset.setCurrentText(cfg.model.get("preset", "small"))
+    def load_config(self, path: str) -> None:
+        self.set_config(TrainConfig.load(path), path)
+
+    def save_config(self, path: str) -> None:
+        self.cfg.save(path)
+        self.config_path = path
 
     def _ask_load(self):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Training configuration", "", "JSON (*.json)")
         if path:
             try:
-                self.apply_config(TrainConfig.load(path))
-            except Exception as exc:  # noqa: BLE001
+                self.load_config(path)
+            except CrystalStudioError as exc:
                 self.error("Cannot read configuration", str(exc))
 
     def _ask_save(self):
-        path = self.save_path("Save configuration", "train.json", "JSON (*.json)")
+        path = self.save_path("Save configuration", Path(self.config_path or "train.json").name, "JSON (*.json)")
         if path:
-            self.config().save(path)
+            try:
+                self.save_config(path)
+            except OSError as exc:
+                self.error("Cannot save configuration", f"{path}: {exc.strerror or exc}")
 
     # ------------------------------------------------------------------ running
     def start(self) -> None:
         from ...training.phai_trainer import train
 
         try:
-            cfg = self.config()
-        except Exception as exc:  # noqa: BLE001
+            cfg = self.config().copy()
+        except CrystalStudioError as exc:
             self.error("Invalid configuration", str(exc))
             return
+        if cfg.device == "auto" and "device" not in cfg.model_fields_set and self.window_.device() == "cpu":
+            cfg.device = "cpu"  # the preferences say CPU and the configuration names no device
         self.control = RunControl(cfg.run_dir)
         self._follow(Path(cfg.run_dir), reset=True)
         self.task = self.run("training", train, cfg, resume=self.resume.isChecked(), control=self.control,
@@ -224,6 +236,9 @@ class TrainingPanel(Panel):
         for b in (self.pause_button, self.stop_button, self.drop_button):
             b.setEnabled(running or self.follower is not None)
         self.kind.setEnabled(not running)
+        self.load_cfg.setEnabled(not running)
+        if self.form is not None:
+            self.form.setEnabled(not running)
 
     def stop(self) -> None:
         if self.task is not None and not self.task.is_done:
@@ -248,16 +263,20 @@ class TrainingPanel(Panel):
         log.info("learning-rate drop ×0.5 requested")
 
     def _finished(self, result) -> None:
-        self.status.setText("finished: " + ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float)))
+        vals = ", ".join(f"{k} {v:.4g}" for k, v in result.items() if isinstance(v, float) and k.startswith("val_"))
+        self._final = f"{result['reason']} at step {result['step']}" + (f"; validation: {vals}" if vals else "")
 
     def _failed(self, msg, tb) -> None:
         self.error("Training failed", msg, tb)
-        self.status.setText(f"failed: {msg}")
+        self._final = f"failed: {msg}"
 
     def _ended(self) -> None:
-        self.poll()
+        self.poll()  # the last records first, then the run's own summary
         self._set_running(False)
         self.pause_button.setChecked(False)
+        if getattr(self, "_final", None):
+            self.status.setText(self._final)
+            self._final = None
 
     # ------------------------------------------------------------------ following a run directory
     def _ask_attach(self) -> None:
@@ -273,9 +292,9 @@ class TrainingPanel(Panel):
         cfg_file = p / "config.json"
         if cfg_file.exists():
             try:
-                self.apply_config(TrainConfig.load(cfg_file))
-            except Exception:  # noqa: BLE001 - the curves work without the configuration
-                pass
+                self.set_config(TrainConfig.load(cfg_file), str(cfg_file))
+            except CrystalStudioError as exc:  # the curves work without the configuration
+                log.warning("%s", exc)
         self._follow(p, reset=True)
         self.status.setText(f"following {p}")
         for b in (self.pause_button, self.stop_button, self.drop_button):
@@ -334,21 +353,22 @@ class TrainingPanel(Panel):
                     self.metric_plot.set_curve(key, steps, [r.get(key, np.nan) for r in val])
 
     def _show_sample(self, path: Path) -> None:
-        try:
-            with np.load(path) as z:
-                d = {k: z[k] for k in z.files}
-        except (OSError, ValueError):
-            return
-        if "amplitudes" in d:
-            self.sample_stack.setCurrentIndex(0)
-            self.true_slab.set_map(_sample_map(d["amplitudes"], d["true_phases"]))
-            self.pred_slab.set_map(_sample_map(d["amplitudes"], d["predicted_phases"]))
-        elif "input" in d:
-            self.sample_stack.setCurrentIndex(1)
-            from ...diffuse.planes import postprocess
+        """Read and prepare the validation sample in a worker (maps by FFT); show it when ready."""
+        self.run("validation sample", read_sample, str(path), key="training-sample", track=False,
+                 on_result=self._sample_ready, on_error=lambda msg, tb: log.warning("validation sample: %s", msg))
 
-            for panel, key in zip(self.sample_images, ("input", "ff_true", "ff_pred", "sro_true", "sro_pred")):
-                panel.set_image(postprocess(d[key]))
+    def _sample_ready(self, sample) -> None:
+        if sample is None:
+            return
+        kind, items = sample
+        if kind == "phai":
+            self.sample_stack.setCurrentIndex(0)
+            self.true_slab.set_map(items[0])
+            self.pred_slab.set_map(items[1])
+        else:
+            self.sample_stack.setCurrentIndex(1)
+            for panel, image in zip(self.sample_images, items):
+                panel.set_image(image)
 
     def shutdown(self) -> None:
         self.timer.stop()

@@ -13,9 +13,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from ...crystal.maps import DensityMap, plane_basis
 from ...crystal.structure import Structure
-from .colors import element_color
+from ...crystal.elements import element_color
+from ...crystal.scene import contour_lines
 from .image_view import ImageView
-from .scene import contour_lines, p1_of
 
 AXES = "abc"
 
@@ -169,7 +169,7 @@ class DensitySlabView(QtWidgets.QWidget):
         others = [i for i in range(3) if i != ax]
         spots = []
         if self.structure is not None:
-            p1 = p1_of(self.structure)
+            p1 = self.structure.expand_to_p1()
             for s in p1.sites:
                 w = (s.xyz[ax] - start) % 1.0
                 if w <= thick + 1e-9 or thick >= 0.999:

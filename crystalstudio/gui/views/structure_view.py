@@ -15,8 +15,8 @@ from PySide6 import QtCore, QtWidgets
 from ...crystal.elements import covalent_radius
 from ...crystal.maps import DensityMap
 from ...crystal.structure import Structure
-from .colors import element_color
-from .scene import SceneData, build_scene
+from ...crystal.elements import element_color
+from ...crystal.scene import SceneData, build_scene
 
 
 def opengl_available() -> bool:

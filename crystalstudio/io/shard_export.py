@@ -1,4 +1,6 @@
-"""Batched export of generated structures and their reflections to HDF5 shards (resumable)."""
+"""Batched export of generated structures and their reflections to HDF5 shards (resumable).
+
+Lives in io (it writes files); the generation itself is crystal.generator's."""
 
 from __future__ import annotations
 
@@ -9,13 +11,23 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
 
-from ...errors import InvalidInputError
-from ...jobs import check_cancel, report
-from ..reflections import index_sphere_half_grid
-from .batch import generate_batch
-from .settings import GeneratorSettings
+from ..crystal.generator.settings import GeneratorSettings
+from ..errors import InvalidInputError
+from ..jobs import check_cancel, report
+from ..params import Device, Params, param
+
+
+class ShardExportSettings(Params):
+    """The `generate` job besides the generator settings: how many structures, in which files."""
+
+    n: int = param(..., ge=1, label="Structures", help="number of structures")
+    seed: int = param(0, ge=0, label="Seed", help="run seed: the same seed and settings give the same structures")
+    shard_size: int = param(10000, ge=1, label="Shard size", help="structures per HDF5 shard file")
+    max_index: int = param(10, ge=1, le=60, label="Max index m",
+                           help="reflections of the half grid with h²+k²+l² ≤ m² (PhAI order for m = 10)")
+    d_min: float = param(1.0, unit="Å", ge=0, label="d min", help="resolution limit of the amplitudes (0: none)")
+    device: Device = param("cpu", label="Device", help="where structures and structure factors are computed")
 
 
 @dataclass
@@ -35,7 +47,11 @@ def shard_seed(seed: int, shard: int) -> int:
 def write_one_shard(path, size: int, settings: GeneratorSettings, seed: int, shard: int, run_seed: int,
                     max_index: int, d_min: Optional[float], device=None, progress=None, cancel=None) -> str:
     """Generate one shard (structures + structure factors on the max_index list) and write it atomically."""
-    from ...io.shards import write_shard
+    import torch
+
+    from ..crystal.generator.batch import generate_batch
+    from ..crystal.reflections import index_sphere_half_grid
+    from .shards import write_shard
 
     hkl = index_sphere_half_grid(max_index)
     batch = generate_batch(size, settings, seed, device=device, progress=progress, cancel=cancel)
@@ -51,6 +67,8 @@ def write_one_shard(path, size: int, settings: GeneratorSettings, seed: int, sha
 
 
 def _shard_in_worker(threads: int, path, size, settings_dict, seed, shard, run_seed, max_index, d_min) -> str:
+    import torch
+
     torch.set_num_threads(threads)
     return write_one_shard(path, size, GeneratorSettings.from_dict(settings_dict), seed, shard, run_seed, max_index,
                            d_min)
@@ -67,7 +85,10 @@ def export_shards(out_dir, n: int, settings: Optional[GeneratorSettings] = None,
     `workers` > 1 (CPU only) generates that many shards at once in separate processes, each with its share of
     the CPU threads; the shards are the same as with one worker (the seeds are per shard).
     """
-    from ...io.shards import is_complete_shard, read_shard
+    import torch
+
+    from ..crystal.reflections import index_sphere_half_grid
+    from .shards import is_complete_shard, read_shard
 
     if n <= 0:
         raise InvalidInputError("number of structures must be positive")
