@@ -5,7 +5,7 @@
   crystalstudio stats FOLDER …              distributions of a folder of CIFs (vs generated)
   crystalstudio phase REFLECTIONS …         solve a structure (charge flipping or PhAI)
   crystalstudio train CONFIG                headless training (also under torchrun)
-  crystalstudio factorise VOLUME …          DSFU-Net factorisation of a diffuse-scattering plane
+  crystalstudio factorise VOLUME|PLANE …    DSFU-Net factorisation of a diffuse-scattering plane, α ratios
   crystalstudio evaluate MODEL FOLDER …     a PhAI model measured on real P2₁/c-family CIFs
 
 Bad input ends with a one-line reason on stderr and a non-zero exit status.
@@ -201,63 +201,109 @@ def _run_stats(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------ phase
+PHASE_OPTIONS = None  # the ParamOptions of the phase command (built with its parser)
+
+
 @subcommand("phase")
 def _add_phase(sub):
-    p = sub.add_parser("phase", help="solve a structure from reflections (charge flipping or PhAI)")
-    p.add_argument("reflections", help=".hkl (HKLF 4), .fcf, hkl-CIF, .cif with _shelx_hkl_file, .mtz, XDS_ASCII")
-    p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed")
+    global PHASE_OPTIONS
+    from .params import add_arguments
+    from .phasing.parameters import DEFAULTS, PhasingParameters
+
+    p = sub.add_parser("phase", help="solve a structure from reflections: phases, a refined model with elements, "
+                                     "R1 and a verdict")
+    p.add_argument("reflections", help=".hkl (HKLF 4, or HKLF 3 with --amplitudes), .fcf, hkl-CIF, .cif with "
+                                       "_shelx_hkl_file, .mtz, XDS_ASCII")
+    p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed; it also "
+                                       "gives cell, symmetry and cell content when the data lack them")
     p.add_argument("--cell", nargs=6, type=float, metavar=("A", "B", "C", "AL", "BE", "GA"))
     p.add_argument("--space-group")
-    p.add_argument("--method", choices=["charge-flipping", "phai"], default="charge-flipping")
     p.add_argument("--model", help="PhAI weights (published PhAI_model.pth or a CrystalStudio checkpoint); "
                                    "default: the shipped small model")
-    p.add_argument("--starts", type=int, default=None, help="random starts (CF default 3, PhAI default 4)")
-    p.add_argument("--cycles", type=int, default=10, help="PhAI: maximum recycling cycles")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv")
+    p.add_argument("--starts", type=int, default=None,
+                   help=f"random starts (charge flipping {DEFAULTS.cf_starts}, 1…64; PhAI {DEFAULTS.phai_starts}, 0…64)")
+    PHASE_OPTIONS = add_arguments(p, PhasingParameters, exclude=("cf_starts", "phai_starts"),
+                                  names={"cf_iterations": "--iterations", "phai_cycles": "--cycles"})
+    p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv, "
+                                                "model.res + model.hkl")
     p.set_defaults(run=_run_phase)
 
 
 def _run_phase(args) -> int:
     from .crystal.cell import UnitCell
     from .crystal.symmetry import SpaceGroup
+    from .phasing.parameters import PhasingParameters
     from .phasing.solve import export_solution, prepare_problem, solve_charge_flipping, solve_phai
 
+    params = PHASE_OPTIONS.apply(PhasingParameters(), args)
+    if args.starts is not None:
+        params = params.replace(**{"phai_starts" if params.method == "phai" else "cf_starts": args.starts})
     cell = UnitCell(*args.cell) if args.cell else None
     sg = SpaceGroup.from_name(args.space_group) if args.space_group else None
-    problem = prepare_problem(args.reflections, structure=args.structure, cell=cell, space_group=sg)
+    problem = prepare_problem(args.reflections, structure=args.structure, cell=cell, space_group=sg,
+                              formula=params.formula, z=params.z, amplitudes=params.amplitudes)
     print(problem.summary())
-    bar = TextProgress(args.method)
+    bar = TextProgress(params.method)
     t0 = time.perf_counter()
-    if args.method == "phai":
-        if problem.space_group.number != 14:
-            raise CrystalStudioError(f"PhAI solves P2₁/c (No. 14) only; the data are in {problem.space_group}")
-        from .phasing.phai_inference import load_phai
+    if params.method == "phai":
         from .phasing.models import default_phai_model
+        from .phasing.phai_inference import load_phai
+        from .phasing.settings import require_phai_group
+        from .phasing.solve import phai_domain_warnings
 
+        require_phai_group(problem.space_group)
         model = load_phai(args.model) if args.model else default_phai_model()
         if not args.model:
             from .phasing.models import shipped_phai_note
 
             print(shipped_phai_note())
-        sols = solve_phai(problem, model, max_cycles=args.cycles,
-                          random_starts=4 if args.starts is None else args.starts, seed=args.seed, progress=bar)
+        for w in phai_domain_warnings(problem, model):
+            print(f"warning: {w}")
+        sols = solve_phai(problem, model, max_cycles=params.phai_cycles, random_starts=params.phai_starts,
+                          seed=params.seed, build=params.build_model, stop_when_solved=params.stop_when_solved,
+                          progress=bar)
+        on = int(sols[0].phased.sum())
+        print(f"PhAI phased {on} of {len(problem.hkl)} unique measured reflections (those on its list); the other "
+              f"{len(problem.hkl) - on} are left out of solution.fcf and the map (no phase 0 written for them)")
     else:
         from .phasing.charge_flipping import ChargeFlippingSettings
 
-        s = ChargeFlippingSettings(random_starts=3 if args.starts is None else args.starts, seed=args.seed)
-        sols = solve_charge_flipping(problem, s, progress=bar)
+        s = ChargeFlippingSettings(random_starts=params.cf_starts, max_iterations=params.cf_iterations, seed=params.seed)
+        sols = solve_charge_flipping(problem, s, progress=bar, build=params.build_model,
+                                     stop_when_solved=params.stop_when_solved)
     bar.close()
     dt = time.perf_counter() - t0
     best = sols[0]
+    print(f"{'candidate':38s} {'FOM':>8s} {'R1':>7s}  verdict" + ("      map r  phase error" if best.map_r is not None else ""))
     for i, sol in enumerate(sols[:10]):
-        extra = f"  map r {sol.map_r:.3f}, phase error {sol.phase_error:.1f}°" if sol.map_r is not None else ""
-        print(f"{'*' if i == 0 else ' '} {sol.label:38s} FOM {sol.fom:8.4f}{extra}")
+        r1 = "—" if sol.r1 is None else f"{sol.r1:.3f}"
+        v = "—" if sol.verdict is None else sol.verdict.status
+        extra = f"  {sol.map_r:6.3f}  {sol.phase_error:6.1f}°" if sol.map_r is not None else ""
+        print(f"{'*' if i == 0 else ' '} {sol.label:36s} {sol.fom:8.4f} {r1:>7s}  {v:11s}{extra}")
     paths = export_solution(problem, best, args.out)
-    print(f"solved in {dt:.1f} s; best: {best.label}; {len(best.peaks)} peaks -> {', '.join(paths.values())}")
+    if best.model is not None and best.model.n_atoms:
+        m = best.model
+        print(f"model: {m.n_atoms} atoms ({' '.join(f'{e}{n}' for e, n in _element_counts(m.structure).items())}) "
+              f"in the asymmetric unit; {m.statistics.line()}; refined on F² (Levenberg–Marquardt)")
+        for n in m.notes:
+            print(f"  {n}")
+    print(f"done in {dt:.1f} s; best: {best.label} -> {', '.join(paths.values())}")
     if best.map_r is not None:
-        print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}°  ({'solved' if best.map_r >= 0.8 else 'not solved'})")
+        print(f"map r {best.map_r:.3f}  phase error {best.phase_error:.1f}° against the reference model")
+    verdict = best.verdict
+    if verdict is None:
+        from .phasing.verdict import Verdict
+
+        verdict = Verdict("not solved", None, ["no model was built (--no-build-model)"])
+    print(verdict.line())
     return 0
+
+
+def _element_counts(structure) -> dict:
+    out: dict = {}
+    for e in structure.elements:
+        out[e] = out.get(e, 0) + 1
+    return out
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -311,48 +357,68 @@ def _run_evaluate(args) -> int:
 # ------------------------------------------------------------------------------------------ factorise
 @subcommand("factorise")
 def _add_factorise(sub):
-    p = sub.add_parser("factorise", help="factorise a diffuse-scattering plane into I_FF and I_SRO (DSFU-Net)")
-    p.add_argument("volume", help="Meerkat/Yell HDF5 reconstruction")
-    p.add_argument("--plane", default="hk1", help="hkn, hnl or nkl (e.g. hk1, h0l)")
-    p.add_argument("--q-max", type=float, default=7.0, help="half width of the 256×256 Q grid (Å⁻¹, 2π included)")
+    from .diffuse.factorise import MIN_MEASURED_FRACTION, FactoriseSettings
+    from .params import add_arguments
+
+    p = sub.add_parser("factorise", help="factorise a diffuse-scattering plane into I_FF and I_SRO (DSFU-Net) and "
+                                         "refine Warren–Cowley ratios",
+                       description="A plane of a Meerkat/Yell volume (.h5) or a plain plane (.npy, TIFF, EDF …) is "
+                                   "factorised by the DSFU-Net generators; Warren–Cowley ratios are refined when the "
+                                   f"plane's geometry is known. A plane with less than {100 * MIN_MEASURED_FRACTION:.0f} "
+                                   "%% of its grid measured is refused.")
+    p.add_argument("volume", metavar="INPUT", help="Meerkat/Yell HDF5 reconstruction, or a 2D plane (.npy, .tif, .edf)")
+    opts = add_arguments(p, FactoriseSettings, exclude=("size",))
+    p.add_argument("--punch", action="store_const", const="punch", dest="param:bragg", default=argparse.SUPPRESS,
+                   help="same as --bragg punch")
+    p.add_argument("--cell", type=float, nargs=6, metavar=("A", "B", "C", "AL", "BE", "GA"),
+                   help="plain planes: unit cell a b c α β γ (Å, degrees), for α refinement")
+    p.add_argument("--extent", type=float, nargs=4, metavar=("H0", "H1", "K0", "K1"),
+                   help="plain planes: in-plane indices at the first and last column and row")
     p.add_argument("--model-ff", help="form-factor generator (published .pth layout); default: shipped small model")
     p.add_argument("--model-sro", help="short-range-order generator; default: shipped small model")
-    p.add_argument("--passes", type=int, default=1, help=">1: dropout on, mean ± std over the passes")
-    p.add_argument("--symmetry", default="none", help="Warren–Cowley constraints: none, mm (square/rect.), "
-                                                      "4mm (square), 6mm (hexagonal), 2/m (u,v)→(−u,v)")
-    p.add_argument("--average", default="none", choices=["none", "friedel", "mm", "4mm"], help="symmetry-average the plane")
-    p.add_argument("--punch", action="store_true", help="punch and fill Bragg positions")
-    p.add_argument("--max-index", type=int, default=3, help="Warren–Cowley vectors |u|, |v| ≤ this")
-    p.add_argument("--out", required=True)
-    p.set_defaults(run=_run_factorise)
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(run=_run_factorise, factorise_options=opts)
 
 
 def _run_factorise(args) -> int:
-    from .diffuse.dsfu_net import load_generator
-    from .diffuse.factorise import default_generators, export_factorisation, factorise_plane, load_plane
-    from .diffuse.warren_cowley import SYMMETRIES
+    from .diffuse.factorise import (FactoriseSettings, alpha_rows, export_factorisation, factorise_plane, load_models,
+                                    load_plane, measured_rule)
 
-    if args.symmetry not in SYMMETRIES:
-        match = [k for k in SYMMETRIES if k.split(" ")[0] == args.symmetry]
-        if not match:
-            raise CrystalStudioError(f"unknown symmetry '{args.symmetry}'")
-        args.symmetry = match[0]
-    plane = load_plane(args.volume, args.plane, args.q_max, symmetry=args.average, punch=args.punch)
-    if args.model_ff or args.model_sro:
-        if not (args.model_ff and args.model_sro):
-            raise CrystalStudioError("give both --model-ff and --model-sro")
-        gff, gsro = load_generator(args.model_ff), load_generator(args.model_sro)
-    else:
-        gff, gsro = default_generators()
-    res = factorise_plane(plane, gff, gsro, passes=args.passes, dropout=args.passes > 1, max_index=args.max_index,
-                          symmetry=args.symmetry)
+    settings = args.factorise_options.apply(FactoriseSettings(), args)
+    if args.cell or args.extent:
+        settings = settings.replace(cell=tuple(args.cell) if args.cell else None,
+                                    extent=tuple(args.extent) if args.extent else None)
+    plane = load_plane(args.volume, settings)
+    gff, gsro, hashes = load_models(args.model_ff, args.model_sro)
+    total = plane.intensity.size
+    print(f"plane {plane.label}: {plane.n_measured:,} of {total:,} pixels measured "
+          f"({100 * plane.n_measured / total:.1f} %; the rule: {measured_rule(total)})")
+    for note in plane.notes:
+        print(f"  {note}")
+    bar = TextProgress("factorise")
+    try:
+        res = factorise_plane(plane, gff, gsro, settings, model_hashes=hashes, progress=bar)
+    finally:
+        bar.close()
     paths = export_factorisation(res, args.out)
-    print(f"plane {plane.label}: {int(plane.mask.sum())} of {plane.mask.size} pixels measured; factorised in "
-          f"{res.seconds['total']:.2f} s; product residual R {res.product_r:.3f}")
-    if res.wc is not None:
-        print("Warren–Cowley ratios α(uv)/α(00) (a normalised output fixes only ratios):")
-        for name, a, s in res.wc.table()[:12]:
-            print(f"  {name:10s} {a:+.4f} ± {s:.4f}")
+    print(f"networks: {res.passes} pass{'es (dropout on)' if res.passes > 1 else ' (deterministic)'} in "
+          f"{res.seconds['networks']:.2f} s; product residual R {res.product_r:.3f} over the measured pixels")
+    if res.ff_spread is not None:
+        print(f"maps ff_spread_over_passes, sro_spread_over_passes: the {res.spread_label}")
+    if res.wc is None:
+        print(res.alpha_note)
+    else:
+        if res.alpha_note:
+            print(res.alpha_note)
+        other = res.wc_network if res.wc is res.wc_plane else res.wc_plane
+        print(f"Warren–Cowley ratios α(uv)/α(00) from the {res.wc.source} (a normalised plane fixes only ratios);")
+        print(f"  σ {res.wc.sigma_kind}")
+        if other is not None:
+            print(f"  right: from the {other.source}, σ {other.sigma_kind}")
+        key = "network" if res.wc is res.wc_plane else "plane"
+        for r in alpha_rows(res)[:12]:
+            right = (f"    {r[f'alpha_{key}']:+.4f} ± {r[f'sigma_{key}']:.4f}" if f"alpha_{key}" in r else "")
+            print(f"  ({r['u']} {r['v']})".ljust(12) + f"{r['alpha']:+.4f} ± {r['sigma']:.4f}{right}")
     print("-> " + ", ".join(sorted(paths.values())))
     return 0
 

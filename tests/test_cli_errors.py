@@ -121,7 +121,7 @@ CASES = [
                          "90", "--out", str(t / "o")], "cell lengths must be positive numbers, got a, b, c = 0, 5, 5 Å"),
     ("phase", lambda t: ["phase", _data("pairs", "sucrose_P21", "sucrose.hkl"), "--out", "/proc/cs-phase"], "cannot write"),
     ("factorise", lambda t: ["factorise", _data("diffuse", "meerkat2avg_visual-test.h5"), "--passes", "two",
-                             "--out", str(t / "o")], "--passes: invalid int value"),
+                             "--out", str(t / "o")], "--passes: must be a whole number"),
     ("factorise", lambda t: ["factorise", _data("diffuse", "meerkat2avg_visual-test.h5"), "--out", "/proc/cs-f"],
      "cannot write"),
     ("evaluate", lambda t: ["evaluate", str(t / "m.pt"), str(t), "--starts", "many", "--out", str(t / "o")],

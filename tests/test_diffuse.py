@@ -211,8 +211,8 @@ def test_small_model_trained_on_cpu_learns(tmp_path):
 def test_factorise_command(tmp_path):
     vol = needs_data("diffuse", "meerkat2avg_visual-test.h5")
     out = subprocess.run([sys.executable, "-m", "crystalstudio.cli", "factorise", str(vol), "--plane", "hk1",
-                          "--q-max", "5", "--symmetry", "mm", "--out", str(tmp_path)], capture_output=True, text=True,
-                         timeout=300)
+                          "--q-max", "5", "--symmetry", "mm", "--passes", "2", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     for f in ("plane", "ff", "sro", "product", "residual"):
         assert (tmp_path / f"{f}.npy").exists() and (tmp_path / f"{f}.png").exists()

@@ -145,17 +145,36 @@ def load_generator(path, device=None, expected_width: Optional[int] = None) -> D
 
 @dataclass
 class Factorisation:
-    ff: torch.Tensor  # (B, 1, N, N) network output in [−1, 1]
+    ff: torch.Tensor  # (B, 1, N, N) network output in [−1, 1], mean over the passes
     sro: torch.Tensor
-    ff_std: Optional[torch.Tensor] = None  # N-pass dropout spread (network units)
+    ff_std: Optional[torch.Tensor] = None  # spread over the N passes (network units); not a calibrated σ
     sro_std: Optional[torch.Tensor] = None
+    ff_passes: Optional[torch.Tensor] = None  # (passes, B, 1, N, N) when asked for
+    sro_passes: Optional[torch.Tensor] = None
+
+
+BLOCKS = ("down1", "down2", "down3", "down4", "down5", "down6", "up3", "up4", "up5", "up6", "up7", "final")
 
 
 @torch.no_grad()
 def factorise(gen_ff: DSFUGenerator, gen_sro: DSFUGenerator, x: torch.Tensor, passes: int = 1,
-              dropout: bool = False) -> Factorisation:
+              dropout: bool = False, keep_passes: bool = False, progress=None, cancel=None) -> Factorisation:
     """Deterministic (eval, dropout off, passes=1) or N-pass stochastic inference with dropout on
-    (the published behaviour), returning mean and standard deviation."""
+    (the published behaviour), returning mean and spread. `progress(fraction, message)` and `cancel`
+    (``is_set()``) are honoured inside every pass, between the U-Net's blocks, so a cancel ends a pass of a
+    published-size network within one block."""
+    from ..jobs import check_cancel, report
+
+    passes = max(1, int(passes))
+    total = 2 * passes * len(BLOCKS)
+    state = {"done": 0, "what": ""}
+
+    def hook(_module, _inputs):
+        check_cancel(cancel)
+        state["done"] += 1
+        if progress is not None:
+            report(progress, state["done"] / total, state["what"])
+
     outs = {"ff": [], "sro": []}
     for g, key in ((gen_ff, "ff"), (gen_sro, "sro")):
         g.eval()
@@ -163,9 +182,17 @@ def factorise(gen_ff: DSFUGenerator, gen_sro: DSFUGenerator, x: torch.Tensor, pa
             for m in g.modules():
                 if isinstance(m, nn.Dropout):
                     m.train()
-        for _ in range(max(1, passes)):
-            outs[key].append(g(x))
-        g.eval()
+        handles = [getattr(g, name).register_forward_pre_hook(hook) for name in BLOCKS
+                   if progress is not None or cancel is not None]
+        try:
+            for i in range(passes):
+                state["what"] = f"I_{key.upper()} network, pass {i + 1} of {passes}"
+                outs[key].append(g(x))
+        finally:
+            for hnd in handles:
+                hnd.remove()
+            g.eval()
     ff, sro = torch.stack(outs["ff"]), torch.stack(outs["sro"])
     many = ff.shape[0] > 1
-    return Factorisation(ff.mean(0), sro.mean(0), ff.std(0) if many else None, sro.std(0) if many else None)
+    return Factorisation(ff.mean(0), sro.mean(0), ff.std(0) if many else None, sro.std(0) if many else None,
+                         ff if keep_passes else None, sro if keep_passes else None)

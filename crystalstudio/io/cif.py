@@ -193,7 +193,8 @@ def read_cif_structure(path: PathLike, block: Optional[str] = None) -> Structure
 # ---------------------------------------------------------------------------- reflections
 _I_TAGS = [("_refln_F_squared_meas", "_refln_F_squared_sigma"), ("_refln_intensity_meas", "_refln_intensity_sigma"),
            ("_diffrn_refln_intensity_net", "_diffrn_refln_intensity_sigma"),
-           ("_diffrn_refln_intensity_net", "_diffrn_refln_intensity_u")]
+           ("_diffrn_refln_intensity_net", "_diffrn_refln_intensity_u"),
+           ("_diffrn_refln_intensity_net", "_diffrn_refln_intensity_net_su")]
 _F_TAGS = [("_refln_F_meas", "_refln_F_sigma"), ("_refln_F_meas_au", "_refln_F_meas_sigma_au")]
 
 
@@ -213,7 +214,7 @@ def reflections_from_block(block: gemmi.cif.Block, path=None) -> Optional[Reflec
                 continue
             v = _column(block, tv)
             if v:
-                s = _column(block, ts)
+                s = _column(block, *[b for a, b in _I_TAGS + _F_TAGS if a == tv])  # any σ tag of this value
                 vals = np.array([_number(x) for x in v])
                 sig = np.array([_number(x) for x in s]) if s else np.full(len(vals), np.nan)
                 kind = kd

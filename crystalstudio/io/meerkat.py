@@ -12,8 +12,10 @@ planes are read (h5py hyperslabs), so 501³ volumes never load whole.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
+
+import logging
 
 import h5py
 import numpy as np
@@ -21,6 +23,8 @@ import numpy as np
 from ..crystal.cell import UnitCell
 from ..errors import InputFileError
 from .common import PathLike, check_readable
+
+log = logging.getLogger("crystalstudio")
 
 
 @dataclass
@@ -33,6 +37,7 @@ class MeerkatVolume:
     cell: UnitCell
     space_group_number: Optional[int] = None
     is_direct: bool = False
+    warnings: list = field(default_factory=list)  # what the reader found odd, in words
 
     def _open(self):
         return h5py.File(self.path, "r")
@@ -122,10 +127,28 @@ def read_meerkat(path: PathLike) -> MeerkatVolume:
         sgn = None
         if "space_group_nr" in f:
             sgn = int(np.asarray(f["space_group_nr"][()]).reshape(-1)[0])
-        direct = bool(np.asarray(f["is_direct"][()]).reshape(-1)[0]) if "is_direct" in f else False
+        warn = []
+        direct = False
+        if "is_direct" in f:
+            raw = np.asarray(f["is_direct"][()]).reshape(-1)
+            val = raw[0].item() if raw.size else None
+            val = val.decode(errors="replace") if isinstance(val, bytes) else val
+            try:
+                num = float(val)
+            except (TypeError, ValueError):
+                num = None
+            if num == 1:
+                direct = True
+                warn.append(f"{p.name}: is_direct = 1: the volume holds direct space (e.g. a 3D-ΔPDF), not diffuse "
+                            "intensities; factorising it is meaningless")
+            elif num != 0:
+                warn.append(f"{p.name}: is_direct = {val!r} is neither 0 (reciprocal space) nor 1 (direct space); "
+                            "read as reciprocal space")
         if fmt and layout == "Yell 1.0" and "1.0" not in str(fmt):
             layout = str(fmt)
-        return MeerkatVolume(str(p), layout, tuple(int(x) for x in ds.shape), lower, step, cell, sgn, direct)
+        for w in warn:
+            log.warning("%s", w)
+        return MeerkatVolume(str(p), layout, tuple(int(x) for x in ds.shape), lower, step, cell, sgn, direct, warn)
 
 
 def write_yell10(path, data: np.ndarray, lower_limits, step_sizes, cell: UnitCell, chunks=True) -> None:

@@ -60,25 +60,35 @@ def read_reflections(path: PathLike, *, cell: Optional[UnitCell] = None, space_g
     if (data.cell is None or data.space_group is None) and companion and cell is None:
         comp = find_companion(p)
         if comp is not None:
-            data.notes.append(f"cell and symmetry from {comp.name}")
+            from ..errors import CrystalStudioError
             from .structures import read_structure
 
-            st = read_structure(comp)
-            data = data.with_symmetry(data.cell or st.cell, data.space_group or st.space_group)
-            data.wavelength = data.wavelength or st.wavelength
+            try:  # a bad companion is a note, not the end of a run that may get the cell elsewhere
+                st = read_structure(comp)
+            except CrystalStudioError as exc:
+                data.notes.append(f"companion {comp.name} ignored: {exc}")
+            else:
+                data.notes.append(f"cell and symmetry from {comp.name}")
+                data = data.with_symmetry(data.cell or st.cell, data.space_group or st.space_group)
+                data.wavelength = data.wavelength or st.wavelength
     return data.with_symmetry(cell, space_group)
 
 
 def find_companion(path: Path) -> Optional[Path]:
-    """The .ins/.res/.cif beside a reflection file with the same stem, else the folder's only one."""
-    for suffix in (".ins", ".res", ".cif", ".INS", ".RES", ".CIF"):
-        cand = path.with_suffix(suffix)
-        if cand.exists() and cand != path:
-            return cand
+    """The .ins/.res/.cif beside a reflection file with the same stem (any case: P21c.hkl + p21c.res), else
+    the folder's only one. .ins is preferred over .res over .cif."""
+    path = Path(path)
+    rank = (".ins", ".res", ".cif")
+    try:
+        others = [q for q in path.parent.iterdir()
+                  if q.suffix.lower() in rank and q.resolve() != path.resolve() and q.is_file()]
+    except OSError:
+        return None
+    same = [q for q in others if q.stem.lower() == path.stem.lower()]
+    if same:
+        return sorted(same, key=lambda q: (rank.index(q.suffix.lower()), q.name))[0]
     # otherwise the only structure file in the folder, if there is exactly one
-    others = [q for q in path.parent.iterdir()
-              if q.suffix.lower() in (".ins", ".res", ".cif") and q != path and q.is_file()]
-    stems = {q.stem for q in others}
+    stems = {q.stem.lower() for q in others}
     if len(stems) == 1:
-        return sorted(others, key=lambda q: (".ins", ".res", ".cif").index(q.suffix.lower()))[0]
+        return sorted(others, key=lambda q: rank.index(q.suffix.lower()))[0]
     return None

@@ -309,29 +309,32 @@ def _op_triplet(r, t) -> str:
 
 
 def format_res(structure: Structure, *, title: Optional[str] = None, wavelength: Optional[float] = None,
-               q_peaks=None, extra_commands: Optional[list[str]] = None, hklf: int = 4) -> str:
+               q_peaks=None, extra_commands: Optional[list[str]] = None, hklf: int = 4, sfac: Optional[list[str]] = None,
+               unit: Optional[dict] = None, fvar: Optional[list[float]] = None) -> str:
     """SHELX .res/.ins text: atoms with SFAC numbers, crystallographic sofs (11.0 = fixed full) and
-    Uiso (Ueq for anisotropic atoms are written as U11…U12); optional Q-peaks (name, xyz, height)."""
+    Uiso (Ueq for anisotropic atoms are written as U11…U12); optional Q-peaks (name, xyz, height).
+    `sfac` (order, may add elements such as H), `unit` (cell content per element) and `fvar` (overall
+    scale first) default to the model's elements, its atom count and 1."""
     cell = structure.cell
     lam = wavelength or structure.wavelength or 0.71073
     latt, symm = latt_symm(structure.space_group)
-    sfac = []
+    sfac = list(sfac or [])
     for el in structure.elements:
         if el not in sfac:
             sfac.append(el)
     if not sfac:
         sfac = ["C"]
-    comp = structure.composition() if structure.sites else {}
+    comp = dict(unit) if unit else (structure.composition() if structure.sites else {})
     lines = [f"TITL {title or structure.title or 'CrystalStudio'}"[:80],
              "CELL {:.5f} {:.4f} {:.4f} {:.4f} {:.3f} {:.3f} {:.3f}".format(lam, *cell.parameters),
              "ZERR {} 0 0 0 0 0 0".format(structure.space_group.n_operations),
              f"LATT {latt}"]
     lines += [f"SYMM {s}" for s in symm]
     lines.append("SFAC " + " ".join(sfac))
-    lines.append("UNIT " + " ".join(f"{max(comp.get(e, 1.0), 1.0):.0f}" for e in sfac))
+    lines.append("UNIT " + " ".join(f"{max(comp.get(e, 1.0), 1.0):g}" for e in sfac))
     for c in extra_commands or []:
         lines.append(c)
-    lines.append("FVAR 1.00000")
+    lines.append("FVAR " + " ".join(f"{v:.5f}" for v in (fvar or [1.0])))
     occ = structure.crystallographic_occupancies() if structure.sites else []
     for s, o in zip(structure.sites, occ):
         x, y, zz = s.xyz

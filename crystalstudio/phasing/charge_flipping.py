@@ -28,7 +28,7 @@ from ..jobs import check_cancel, report
 @dataclass
 class ChargeFlippingSettings:
     max_iterations: int = 1500
-    random_starts: int = 6
+    random_starts: int = 3  # the one default of the phase command and the Phasing panel (PhasingParameters)
     delta_factors: tuple = (1.1, 1.3, 0.9)  # δ = factor·σ(ρ); starts cycle through these
     weak_fraction: float = 0.2  # weakest observed reflections get a π/2 phase shift (0: off)
     normalise: bool = True  # work with quasi-normalised |E| (sharper maps)
@@ -136,8 +136,11 @@ def symmetry_origin(X: np.ndarray, sg: SpaceGroup, grid) -> tuple[np.ndarray, fl
 
 
 def charge_flipping(hkl, F_obs, cell: UnitCell, space_group: SpaceGroup, settings: Optional[ChargeFlippingSettings] = None,
-                    progress=None, cancel=None) -> list[ChargeFlippingResult]:
-    """Solve from unique reflections (hkl, |F_obs|); returns one result per start, best first."""
+                    progress=None, cancel=None, on_result=None) -> list[ChargeFlippingResult]:
+    """Solve from unique reflections (hkl, |F_obs|); returns one result per start, best first.
+
+    `on_result(result)` is called after each start; when it returns True no further start runs.
+    """
     s = settings or ChargeFlippingSettings()
     hkl = np.asarray(hkl, dtype=np.int64)
     F = np.asarray(F_obs, dtype=np.float64)
@@ -230,6 +233,8 @@ def charge_flipping(hkl, F_obs, cell: UnitCell, space_group: SpaceGroup, setting
         results.append(ChargeFlippingResult(hkl, phases, hist[-1], agree, converged, it, start, factor, shift,
                                             time.perf_counter() - t0, hist[::5]))
         if s.stop_at_first and converged:
+            break
+        if on_result is not None and on_result(results[-1]):
             break
     report(progress, 1.0, "charge flipping done")
     results.sort(key=lambda r: -r.fom)

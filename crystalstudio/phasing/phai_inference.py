@@ -59,8 +59,10 @@ def load_phai(path, device=None, expected: Optional[PhAIConfig] = None) -> PhAI:
         msg = str(exc).splitlines()[0][:200]
         raise ModelFileError(p, f"not a loadable weights-only PyTorch file ({msg})") from None
     sd = obj
+    domain = dict(PUBLISHED_DOMAIN)
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         sd = obj["model"]
+        domain.update(training_domain(obj))
         if obj.get("kind") not in (None, "phai"):
             raise ModelFileError(p, f"checkpoint holds a '{obj.get('kind')}' model, not PhAI")
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -81,7 +83,25 @@ def load_phai(path, device=None, expected: Optional[PhAIConfig] = None) -> PhAI:
         first = str(exc).split("\n")[0:3]
         raise ModelFileError(p, "state dict does not fit the PhAI layout: " + " ".join(first)[:300]) from None
     model.eval()
+    model.domain = domain  # what the weights were trained on (PhAI warns outside it)
     return model.to(device or "cpu")
+
+
+# The published PhAI (and the shipped small model) were trained on P2₁/c cells with edges 4–10 Å.
+PUBLISHED_DOMAIN = {"space_group": "P 1 21/c 1", "a_min": 4.0, "a_max": 10.0}
+
+
+def training_domain(checkpoint: dict) -> dict:
+    """The training domain a CrystalStudio checkpoint records ("domain", else its generator settings)."""
+    dom = checkpoint.get("domain")
+    if isinstance(dom, dict):
+        return {k: v for k, v in dom.items() if k in ("space_group", "a_min", "a_max") and v is not None}
+    try:
+        gen = checkpoint["config"]["generator"]
+        return {"space_group": gen.get("space_group", PUBLISHED_DOMAIN["space_group"]),
+                "a_min": float(gen["cell"]["a_min"]), "a_max": float(gen["cell"]["a_max"])}
+    except (KeyError, TypeError, ValueError):
+        return {}
 
 
 # ------------------------------------------------------------------------------------------ input

@@ -84,11 +84,21 @@ def _settings_of_p21c():
     return out
 
 
+def phai_supports(space_group: SpaceGroup) -> bool:
+    """PhAI phases P2₁/c in any of its settings (P2₁/n, P2₁/a, …: No. 14)."""
+    return space_group.number == 14
+
+
+def require_phai_group(space_group: SpaceGroup) -> None:
+    """The one check (and message) that the data suit PhAI, for the command line, the panel and the API."""
+    if not phai_supports(space_group):
+        raise InvalidInputError(f"PhAI solves P2₁/c (No. 14, also as P2₁/n or P2₁/a) only; the data are in "
+                                f"{space_group.short_name} (No. {space_group.number}) — use charge flipping")
+
+
 def p21c_transform(space_group: SpaceGroup, cell: UnitCell) -> SettingTransform:
     """The change of setting from any No. 14 setting to the best-looking P 1 21/c 1 cell."""
-    if space_group.number != 14:
-        raise InvalidInputError(f"space group {space_group.short_name} (No. {space_group.number}) is not P2₁/c; "
-                                "PhAI is trained for P2₁/c (No. 14) only")
+    require_phai_group(space_group)
     ref, B, o = space_group.reference_setting()
     if ref.name != P21C:
         raise InvalidInputError(f"reference setting {ref.name} is not {P21C}")

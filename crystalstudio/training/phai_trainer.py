@@ -180,7 +180,9 @@ class PhAIHooks(TrainingHooks):
         return {"model": self.mcfg.to_dict()}
 
     def state(self) -> dict:
-        return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "model_config": self.mcfg.to_dict()}
+        g = self.cfg.generator  # the training domain, read by load_phai (PhAI warns outside it)
+        return {"model": self.net.state_dict(), "optimizer": self.opt.state_dict(), "model_config": self.mcfg.to_dict(),
+                "domain": {"space_group": g.space_group, "a_min": g.cell.a_min, "a_max": g.cell.a_max}}
 
     def load_state(self, st: dict, path) -> None:
         if st.get("model_config") != self.mcfg.to_dict():
