@@ -66,8 +66,9 @@ class EvaluateSettings(Params):
     d_min: float = param(1.0, unit="Å", ge=0, le=10, label="d min",
                          help="list reflections with d < d_min are set to 0 (seed paper 1's resolution); 0: whole list")
     cell_range: FloatRange(gt=0) = param((4.0, 10.0), unit="Å", label="training cell edges",
-                                         help="the model's training cell edges; size classes: all axes ≤ the upper "
-                                              "edge, and up to twice it")
+                                         help="the model's training cell edges (default: what the checkpoint records, "
+                                              "else 4–10 Å); size classes: all axes ≤ the upper edge, and up to "
+                                              "twice it")
     solved_r: float = param(0.8, ge=0, le=1, label="solved at r ≥", help="map r at or above which a structure counts "
                                                                           "as solved (the papers' 0.8)")
     structures_per_batch: int = param(16, ge=1, le=4096, label="structures per batch",
@@ -81,8 +82,9 @@ class EvaluateSettings(Params):
                            help="reduced-precision network passes: faster, results no longer identical to fp32")
 
     def scan_key(self) -> dict:
-        """The settings that change per-structure results (a resumed run must share them)."""
+        """The settings that change per-structure results or classes (a resumed run must share them)."""
         return {k: getattr(self, k) for k in ("max_cycles", "random_starts", "seed", "d_min")} | \
+            {"cell_range": list(self.cell_range)} | \
             ({"autocast": True} if self.autocast else {})
 
 
@@ -386,6 +388,9 @@ def evaluate_folder(model, folder, out_dir, settings: Optional[EvaluateSettings]
     On cancel the rows finished so far stay in results.csv and :class:`~crystalstudio.errors.Cancelled` is raised.
     """
     s = settings or EvaluateSettings()
+    dom = getattr(model, "domain", None) or {}
+    if "cell_range" not in s.model_fields_set and "a_max" in dom:  # the checkpoint's training cells
+        s = s.replace(cell_range=(float(dom.get("a_min", s.cell_range[0])), float(dom["a_max"])))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
