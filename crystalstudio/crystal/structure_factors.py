@@ -253,17 +253,19 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
     rdiag = np.einsum("nii->ni", Rm)
     cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
     # per-operation phase exp(2πi h·t) on the box, laid out (n, nk, nh·nl): k outer, (h, l) inner
-    HL = nh * nl
+    # only the (h, l) pairs some listed reflection uses (a sphere's list uses about π/4 of its box's pairs)
+    hk = hkl.long() - lo
+    keep, inv = torch.unique(hk[:, 0] * nl + hk[:, 2], sorted=True, return_inverse=True)
+    HL = len(keep)
     tt = torch.as_tensor(tm, dtype=dtype, device=device)
     op_phase = TWO_PI * (tt[:, 1, None, None] * kr[None, :, None]
                          + (tt[:, 0, None, None] * hr[None, :, None] + tt[:, 2, None, None] * lr[None, None, :])
-                         .reshape(len(tm), 1, HL))  # (n, nk, HL)
+                         .reshape(len(tm), 1, nh * nl)[:, :, keep])  # (n, nk, HL)
     op_phase = torch.polar(torch.ones_like(op_phase), op_phase)
     amp = torch.cat([coef[:, :4], coef[:, 8:9]], dim=1)
     expo = torch.cat([coef[:, 4:8], torch.zeros_like(coef[:, :1])], dim=1)
     out = torch.empty((B, len(hkl)), dtype=cdtype, device=device)
-    hk = hkl.long() - lo
-    flat_index = hk[:, 1] * HL + hk[:, 0] * nl + hk[:, 2]  # position in (k, h, l) order
+    flat_index = hk[:, 1] * HL + inv  # position in (k, used (h, l) pair) order
     families = sorted({int(r[0] == r[2]) for r in rdiag})  # 1: X·Z, 0: X·conj(Z)
     # centrosymmetric with translations in halves: every exp(2πi h·t) is ±1 and F is real
     real_phases = real and bool(np.all(np.abs(2 * tm - np.round(2 * tm)) < 1e-9))
@@ -273,7 +275,7 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
         b = sl.stop - sl.start
         G = Gs[sl]
         p_hl = 0.25 * (G[:, 0, 0, None, None] * hr[:, None] ** 2 + 2 * G[:, 0, 2, None, None] * hr[:, None] * lr[None, :]
-                       + G[:, 2, 2, None, None] * lr[None, :] ** 2).reshape(b, HL)  # (b, HL): stol² part
+                       + G[:, 2, 2, None, None] * lr[None, :] ** 2).reshape(b, nh * nl)[:, keep]  # (b, HL): stol²
         p_k = 0.25 * G[:, 1, 1, None] * kr[None, :] ** 2  # (b, nk)
         beta = expo[types[sl]] + 8.0 * np.pi**2 * uiso[sl, :, None]  # (b, N, 5)
         weight = amp[types[sl]] * occ[sl, :, None]
@@ -289,8 +291,8 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
         parts = {}
         for fam in families:
             sgn = 1.0 if fam else -1.0  # X·Z or X·conj(Z)
-            re = (Xc * Zc - sgn * (Xs * Zs)).reshape(b, N, 1, HL)
-            im = (sgn * (Xc * Zs) + Xs * Zc).reshape(b, N, 1, HL)
+            re = (Xc * Zc - sgn * (Xs * Zs)).reshape(b, N, nh * nl)[:, :, keep].reshape(b, N, 1, HL)
+            im = (sgn * (Xc * Zs) + Xs * Zc).reshape(b, N, nh * nl)[:, :, keep].reshape(b, N, 1, HL)
             a_r, a_i = (re * w_hl).reshape(b, N * 5, HL), (im * w_hl).reshape(b, N * 5, HL)
             if real_phases:  # only Re(A·C) = ar·cr − ai·ci is needed: half the products
                 parts[fam] = (torch.bmm(ck_r, a_r), torch.bmm(ck_i, a_i))  # (b, nk, HL) each
