@@ -186,9 +186,10 @@ class ImageView(QtWidgets.QWidget):
         self.mask_item = pg.ImageItem(axisOrder=axis_order)
         self.mask_item.setZValue(-5)
         self.plot.addItem(self.mask_item)
-        self.mask_legend = pg.LegendItem(offset=(-5, 5), brush=(255, 255, 255, 210), labelTextColor=(0, 0, 0),
-                                         labelTextSize="8pt", verSpacing=-6)
-        self.mask_legend.setParentItem(self.plot.vb)
+        # the mask legend sits under the plot (never over the data): colour, meaning and pixel count per class
+        self.mask_legend = QtWidgets.QLabel("")
+        self.mask_legend.setWordWrap(True)
+        self.mask_legend.setTextFormat(QtCore.Qt.RichText)
         self.mask_legend.setVisible(False)
         self.colormap = pg.colormap.get("CET-D1" if diverging else cmap)
         self.colorbar_kind = colorbar
@@ -223,6 +224,7 @@ class ImageView(QtWidgets.QWidget):
         if toolbar:
             lay.addLayout(self.toolbar)
         lay.addWidget(self.graphics, 1)
+        lay.addWidget(self.mask_legend)
         lay.addWidget(self.readout)
 
         self.scale.currentIndexChanged.connect(self._rescale)
@@ -522,7 +524,7 @@ class ImageView(QtWidgets.QWidget):
     # ------------------------------------------------------------------ mask
     def _draw_mask(self) -> None:
         codes = self.mask
-        self.mask_legend.clear()
+        self.mask_legend.setText("")
         self._mask_counts = {}
         if codes is None:
             self.mask_item.clear()
@@ -533,15 +535,16 @@ class ImageView(QtWidgets.QWidget):
         hi = max(0, int(max(self.mask_legend_spec, default=0)))
         idx = codes - np.asarray(lo, codes.dtype) if lo else codes
         lut = np.zeros((hi - lo + 1, 4), np.uint8)
-        lines = []
+        lines, html = [], []
         for code, (label, colour) in self.mask_legend_spec.items():
             n = int(np.count_nonzero(codes == code))
             if not n:
                 continue
             lut[code - lo] = colour
             self._mask_counts[label] = n
-            sample = pg.ScatterPlotItem(symbol="s", size=10, brush=pg.mkBrush(*colour), pen=pg.mkPen("k", width=0.5))
-            self.mask_legend.addItem(sample, f"{label}: {n:,} px".replace(",", " "))
+            r, g, b = colour[:3]
+            html.append(f"<span style='color:rgb({r},{g},{b})'>■</span>&nbsp;{label}:&nbsp;{n:,}&nbsp;px"
+                        .replace(",", "&#8239;"))
             lines.append(f"{label}: {n} pixels{self._positions(codes == code) if n <= 200 else ''}")
         if not lines:
             self.mask_item.clear()
@@ -551,6 +554,7 @@ class ImageView(QtWidgets.QWidget):
         self.mask_item.setImage(rgba, autoLevels=False, levels=(0, 255))
         if self._rect is not None:
             self.mask_item.setRect(QtCore.QRectF(*self._rect))
+        self.mask_legend.setText("masked: " + " &nbsp; ".join(html))
         self.mask_legend.setVisible(True)
         self.mask_report = "\n".join(lines)
         self.mask_legend.setToolTip(self.mask_report)
