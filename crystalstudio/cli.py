@@ -108,6 +108,8 @@ def _add_generate(sub):
     p = sub.add_parser("generate", help="generate artificial structures and their reflections into HDF5 shards")
     p.add_argument("--out", required=True, help="output folder (complete shards found there are kept: resume)")
     p.set_defaults(run=_run_generate, job_options=add_arguments(p, ShardExportSettings))
+    p.add_argument("--workers", type=int, default=0, help="shards generated at once in separate processes "
+                                                          "(0: one per CPU core; CPU only; the same shards either way)")
     _add_generator_options(p)
 
 
@@ -119,8 +121,11 @@ def _run_generate(args) -> int:
     job = args.job_options.apply(None, args)
     bar = TextProgress("generate")
     try:
+        import os
+
         res = export_shards(args.out, job.n, s, job.seed, shard_size=job.shard_size, max_index=job.max_index,
-                            d_min=job.d_min or None, device=job.device, progress=bar)
+                            d_min=job.d_min or None, device=job.device, progress=bar,
+                            workers=args.workers or os.cpu_count() or 1)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: {len(shard_paths(args.out))} complete shard(s) kept in {args.out}; "
@@ -310,13 +315,14 @@ def _add_evaluate(sub):
     p.add_argument("folder", help="folder of .cif files (searched recursively; other space groups are listed, "
                                   "not evaluated)")
     p.add_argument("--out", default="evaluation", help="output folder (a re-run resumes there)")
-    p.add_argument("--cells", nargs=2, type=float, default=(4.0, 10.0), metavar=("A_MIN", "A_MAX"),
-                   help="the model's training cell edges in Å; size classes: all axes ≤ A_MAX, A_MAX–2·A_MAX")
-    p.add_argument("--d-min", type=float, default=1.0, help="resolution of |F| on the list in Å (0: whole list)")
-    p.add_argument("--cycles", type=int, default=10, help="recycling cycles 1…N are candidates")
-    p.add_argument("--starts", type=int, default=4, help="random starts besides the zero start")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch", type=int, default=16, help="structures scanned together")
+    from .params import add_arguments
+    from .phasing.evaluate import EvaluateSettings
+
+    p.set_defaults(evaluate_options=add_arguments(
+        p, EvaluateSettings, include=["cell_range", "d_min", "max_cycles", "random_starts", "seed",
+                                      "structures_per_batch", "autocast"],
+        names={"cell_range": "--cells", "max_cycles": "--cycles", "random_starts": "--starts",
+               "structures_per_batch": "--batch", "autocast": "--bf16"}))
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.set_defaults(run=_run_evaluate)
@@ -325,17 +331,14 @@ def _add_evaluate(sub):
 def _run_evaluate(args) -> int:
     import torch
 
-    from .phasing.evaluate import EvaluateSettings, evaluate_folder
-    from .phasing.phai_inference import load_phai
+    from .phasing.evaluate import EvaluateSettings, evaluate_model_file
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    s = EvaluateSettings(max_cycles=args.cycles, random_starts=args.starts, seed=args.seed, d_min=args.d_min,
-                         cell_range=tuple(args.cells), structures_per_batch=max(1, args.batch))
-    model = load_phai(args.model, device=args.device)
+    s = args.evaluate_options.apply(EvaluateSettings(), args)
     bar = TextProgress("evaluate")
     try:
-        rep = evaluate_folder(model, args.folder, args.out, s, model_path=args.model, progress=bar)
+        rep = evaluate_model_file(args.model, args.folder, args.out, s, device=args.device, progress=bar)
     except KeyboardInterrupt:
         bar.close()
         print(f"interrupted: finished structures are kept in {args.out}/results.csv; run the same command again "

@@ -125,7 +125,7 @@ CASES = [
     ("factorise", lambda t: ["factorise", _data("diffuse", "meerkat2avg_visual-test.h5"), "--out", "/proc/cs-f"],
      "cannot write"),
     ("evaluate", lambda t: ["evaluate", str(t / "m.pt"), str(t), "--starts", "many", "--out", str(t / "o")],
-     "--starts: invalid int value"),
+     "--starts: must be a whole number"),
     ("evaluate", lambda t: ["evaluate", str(t / "m.pt"), str(t), "--device", "gpu", "--out", str(t / "o")],
      "unknown device 'gpu'"),
     ("typo", lambda t: ["factorize", "x.h5"], "unknown command 'factorize'; did you mean 'factorise'?"),

@@ -159,3 +159,15 @@ def test_the_shipped_model_scores_what_its_note_says(tmp_path):
         assert (sum(r["best_r"] >= 0.8 for r in sel), len(sel)) == e[key]
     assert np.median([r["random_best_r"] for r in rows]) == pytest.approx(e["chance_median_r"], abs=0.001)
     assert "demonstration model" in shipped_phai_note()
+
+
+
+def test_size_classes_follow_the_checkpoints_training_cells(tmp_path):
+    folder = _folder(tmp_path, [P21C])
+    model = default_phai_model()
+    model.domain = {"space_group": "P 1 21/c 1", "a_min": 3.0, "a_max": 8.0}  # as a checkpoint records it
+    s = EvaluateSettings(max_cycles=1, random_starts=0)
+    row = evaluate_folder(model, folder, tmp_path / "a", s).rows[0]
+    assert row["size_class"] == "8–16 Å"  # longest axis 9.47 Å
+    given = EvaluateSettings(max_cycles=1, random_starts=0, cell_range=(4, 10))  # an explicit --cells wins
+    assert evaluate_folder(model, folder, tmp_path / "b", given).rows[0]["size_class"] == "≤10 Å"

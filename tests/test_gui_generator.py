@@ -8,7 +8,6 @@ from PySide6 import QtCore, QtWidgets
 
 from crystalstudio.io.shards import shard_paths
 from tests.conftest import save_screenshot
-from tests.eventloop import EventLoopMonitor
 from tests.realdata import needs_data
 
 
@@ -89,7 +88,7 @@ def test_open_real_cif_and_bad_file(window, qtbot, screenshot_dir, tmp_path):
     assert window.open_path(str(cif))
     wait_for_structure(qtbot, panel, prev)
     assert panel.current.structure.n_sites == 30 and "cytidine" in panel.info.text()
-    assert str(cif) in window.recent_files()
+    qtbot.waitUntil(lambda: str(cif) in window.recent_files(), timeout=5000)
     save_screenshot(window, screenshot_dir, "generator_real_cif")
     bad = tmp_path / "broken.res"
     bad.write_text("TITL x\nCELL 0.71 5 5 5 90 90 90\nSFAC C\nC1 1 0.1 0.2\n")
@@ -107,7 +106,17 @@ def test_batch_export_cancel_and_latency(window, qtbot, tmp_path):
     panel.export_dir.setText(str(tmp_path / "shards"))
     panel.export_n.setValue(6000)
     panel.export_shard.setValue(1000)
-    mon = EventLoopMonitor().__enter__()
+    lat = []
+    last = [time.perf_counter()]
+
+    def tick():
+        now = time.perf_counter()
+        lat.append(now - last[0] - 0.010)
+        last[0] = now
+
+    timer = QtCore.QTimer()
+    timer.timeout.connect(tick)
+    timer.start(10)
     qtbot.mouseClick(panel.export_start, QtCore.Qt.LeftButton)
     qtbot.waitUntil(lambda: len(shard_paths(tmp_path / "shards")) >= 1, timeout=60000)
     assert not panel.export_start.isEnabled() and window.cancel_button.isVisible()
@@ -116,13 +125,15 @@ def test_batch_export_cancel_and_latency(window, qtbot, tmp_path):
     qtbot.mouseClick(panel.export_cancel, QtCore.Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.export_start.isEnabled(), timeout=30000)
     cancel_s = time.perf_counter() - t_cancel
-    mon.__exit__()
+    timer.stop()
     assert "cancelled" in panel.export_eta.text()
     n_kept = len(shard_paths(tmp_path / "shards"))
     assert 1 <= n_kept < 6 and not list((tmp_path / "shards").glob("*.tmp"))
-    print(f"batch export: {mon.summary()}; Cancel → stopped in {cancel_s:.2f} s (shared machine)")
-    assert mon.longest_cpu_ms < 250 and mon.longest_ms < 3000  # goal 100 ms at low load (see tests/eventloop.py)
-    assert cancel_s < 3.0  # goal 1 s (a shared machine stretches it)
+    lat = np.array(lat[2:])
+    print(f"event loop during batch export: median {1e3 * np.median(lat):.1f} ms, max {1e3 * lat.max():.1f} ms; "
+          f"Cancel → stopped in {cancel_s:.2f} s (shared machine)")
+    assert lat.max() < 0.25  # goal 0.1 s at low load; margin for a shared machine
+    assert cancel_s < 3.0  # goal 1 s; the generator checks the cancel flag per atom slot and per 256 structures
 
 
 def test_statistics_tab(window, qtbot, screenshot_dir):
@@ -139,6 +150,16 @@ def test_statistics_tab(window, qtbot, screenshot_dir):
     assert panel.settings.cell.volume_distribution == "lognormal"
     mu, _ = panel.stats_real.lognormal_volume_fit()
     assert panel.settings.cell.lognormal_mu == pytest.approx(mu, abs=1e-3)
+    # the fitted density is drawn over the volume histograms; both axes are labelled
+    assert any(k.startswith("log-normal used") for k in panel.stats_plot._table)
+    assert panel.stats_plot.plot.getAxis("bottom").labelText == "cell volume (Å³)"
+    assert panel.stats_plot.plot.getAxis("left").labelText == "probability density (1/Å³)"
+    x, pdf = next(v for k, v in panel.stats_plot._table.items() if k.startswith("log-normal"))
+    import math
+
+    c = panel.settings.cell  # the curve is the log-normal density: its integral over the range is the CDF's step
+    cdf = lambda v: 0.5 * (1 + math.erf((math.log(v) - c.lognormal_mu) / (c.lognormal_sigma * math.sqrt(2))))
+    assert np.sum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(x)) == pytest.approx(cdf(x[-1]) - cdf(x[0]), abs=2e-3)
     save_screenshot(window, screenshot_dir, "generator_statistics")
 
 
@@ -152,3 +173,72 @@ def test_about_and_preferences(window, qtbot):
     dlg.accept()
     assert window.settings.value("compute/device") == "cpu" and window.device() == "cpu"
     assert float(window.settings.value("views/d_min")) == 1.5
+
+
+def test_generator_names_warnings_busy_and_layout(window, qtbot, tmp_path, screenshot_dir, monkeypatch):
+    import crystalstudio.gui.panels.generator_panel as gp
+
+    panel = generator(window)
+    wait_for_structure(qtbot, panel)
+    # no sideways scrolling in the parameter pane at 1500 px
+    window.resize(1500, 950)
+    qtbot.wait(100)
+    assert panel.param_scroll.horizontalScrollBar().maximum() == 0
+    assert panel.param_scroll.widget().width() >= panel.param_scroll.widget().minimumSizeHint().width()
+    # space groups by gemmi's full Hermann–Mauguin symbol
+    panel.space_group.setCurrentText("R -3 c:H")
+    prev = panel.current
+    qtbot.mouseClick(panel.same_button, QtCore.Qt.LeftButton)
+    wait_for_structure(qtbot, panel, prev)
+    assert "generated: R -3 c:H," in panel.info.text() and "H-3c" not in panel.info.text()
+    # the 3D view names the elements it shows
+    if panel.view3d.canvas is not None:
+        assert set(panel.view3d.legend_elements) == set(panel.current.structure.composition())
+    # an empty generated structure is flagged, with the reason in the user's terms
+    panel.space_group.setCurrentText("F d -3 m")
+    panel.mode.setCurrentText("molecules")
+    prev = panel.current
+    qtbot.mouseClick(panel.same_button, QtCore.Qt.LeftButton)
+    wait_for_structure(qtbot, panel, prev)
+    assert panel.current.structure.n_sites == 0
+    assert panel.empty_warning.startswith("no atoms") and "192 symmetry operations" in panel.empty_warning
+    assert "⚠" in panel.info.text()
+    save_screenshot(window, screenshot_dir, "generator_empty_warning")
+    # …and so is an opened .res without atoms
+    empty = tmp_path / "empty.res"
+    empty.write_text("TITL empty\nCELL 0.71073 5.0 6.0 7.0 90 100 90\nZERR 4 0 0 0 0 0 0\nLATT 1\n"
+                     "SYMM -X, 0.5+Y, 0.5-Z\nSFAC C H O\nUNIT 8 8 4\nHKLF 4\nEND\n")
+    prev = panel.current
+    window.open_path(str(empty))
+    wait_for_structure(qtbot, panel, prev)
+    assert "no atoms" in panel.empty_warning and "empty.res" in panel.info.text()
+    # a busy indicator shows while a slow generation runs, and goes when it is shown
+    slow_preview = gp.preview_with_scene
+
+    def slow(*a, cancel=None):
+        time.sleep(1.0)
+        return slow_preview(*a, cancel=cancel)
+
+    monkeypatch.setattr(gp, "preview_with_scene", slow)
+    panel.space_group.setCurrentText("P 1 21/c 1")
+    panel.mode.setCurrentText("uniform")
+    prev = panel.current
+    qtbot.mouseClick(panel.same_button, QtCore.Qt.LeftButton)
+    qtbot.waitUntil(lambda: panel.busy_shown, timeout=5000)
+    assert "generating" in panel.busy_label.text()
+    wait_for_structure(qtbot, panel, prev)
+    assert not panel.busy_shown and not panel.empty_warning
+
+
+def test_curve_plot_markers_and_labels(qtbot):
+    from crystalstudio.gui.app import make_application
+    from crystalstudio.gui.views.plots import CurvePlot
+
+    make_application()
+    plot = CurvePlot(title="validation map r", x_label="step")
+    qtbot.addWidget(plot)
+    plot.set_curve("val_map_r", [10], [0.42])  # one validation point: drawn as a marker
+    item = plot._curves["val_map_r"]
+    assert item.opts["symbol"] == "o" and len(item.scatter.data) == 1
+    assert plot.plot.getAxis("left").labelText == "validation map r"
+    assert plot.plot.getAxis("bottom").labelText == "step"

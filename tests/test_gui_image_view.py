@@ -107,6 +107,9 @@ def test_plain_image_scale_levels_mask_readout(host, qtbot, screenshot_dir):
     assert x0 <= -5.0 and x1 >= 5.0 and y0 <= -5.0 and y1 >= 5.0 and min(x1 - x0, y1 - y0) < 14
     qtbot.wait(50)
     host.grab().save(str(screenshot_dir / "image_view_plain.png"))
+    big.readout.setText(big.describe(100, 150, 2.5, 0.0))
+    big.set_image(Z[::2, ::2], rect=rect)  # new data: the old read-out goes
+    assert big.readout.text() == ""
     big.clear()
     assert big.data is None and big.readout.text() == "" and not big.mask_legend.isVisible()
 

@@ -188,15 +188,18 @@ def separable_allowed(space_group: SpaceGroup, cells: torch.Tensor) -> bool:
 
 
 def _separable_per_structure(hkl, cells, xyz, types, occ, uiso, sg, coef, dtype, max_elements, group: int = 32):
-    """Per-structure lists (B, M, 3): structures with similar index boxes are grouped, each group is
-    computed on the box around its lists, and every list is picked from its group's box."""
+    """Per-structure lists (B, M, 3): structures with similar atom counts and index boxes are grouped, each
+    group is computed on the box around its lists with its atoms moved to the front (empty slots, occupancy 0,
+    left out), and every list is picked from its group's box."""
     B, M = hkl.shape[:2]
     cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
     out = torch.empty((B, M), dtype=cdtype, device=hkl.device)
     h_all = hkl.long()
     ext = torch.cat([h_all.min(dim=1).values, h_all.max(dim=1).values], dim=1).cpu().numpy()  # (B, 6)
     size = ext[:, 3:] - ext[:, :3] + 1
-    order = np.lexsort((size[:, 0], size[:, 2], size[:, 1]))  # by k, then l, then h extent: similar boxes
+    filled = occ != 0
+    n_atoms = filled.sum(dim=1).cpu().numpy()
+    order = np.lexsort((size[:, 0], size[:, 2], size[:, 1], n_atoms))  # atom count, then k, l, h extent
     order = torch.as_tensor(order, device=hkl.device)
     for b0 in range(0, B, group):
         ix = order[b0 : b0 + group]
@@ -205,8 +208,11 @@ def _separable_per_structure(hkl, cells, xyz, types, occ, uiso, sg, coef, dtype,
         nh, nk, nl = (h.reshape(-1, 3).max(dim=0).values - lo + 1).tolist()
         r = [torch.arange(n, device=hkl.device) for n in (nh, nk, nl)]
         box_hkl = torch.stack(torch.meshgrid(r[0] + lo[0], r[1] + lo[1], r[2] + lo[2], indexing="ij"), -1).reshape(-1, 3)
-        Fb = _structure_factors_separable(box_hkl.to(dtype), (lo, (nh, nk, nl)), cells[ix], xyz[ix], types[ix],
-                                          occ[ix], uiso[ix], sg, coef, dtype, max_elements)
+        front = torch.argsort((~filled[ix]).to(torch.int8), dim=1, stable=True)[:, : max(1, int(n_atoms[ix.cpu()].max()))]
+        take = lambda a: torch.gather(a[ix], 1, front)
+        x = torch.gather(xyz[ix], 1, front[..., None].expand(-1, -1, 3))
+        Fb = _structure_factors_separable(box_hkl.to(dtype), (lo, (nh, nk, nl)), cells[ix], x, take(types), take(occ),
+                                          take(uiso), sg, coef, dtype, max_elements)
         rel = h - lo
         idx = (rel[..., 0] * nk + rel[..., 1]) * nl + rel[..., 2]
         out[ix] = torch.gather(Fb, 1, idx)
@@ -246,16 +252,20 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
         Rm, tm = Rm[keep], tm[keep]
     rdiag = np.einsum("nii->ni", Rm)
     cdtype = torch.complex64 if dtype == torch.float32 else torch.complex128
-    # per-operation phase exp(2πi h·t) on the box, in (h, l, k) order
+    # per-operation phase exp(2πi h·t) on the box, laid out (n, nk, nh·nl): k outer, (h, l) inner
+    # only the (h, l) pairs some listed reflection uses (a sphere's list uses about π/4 of its box's pairs)
+    hk = hkl.long() - lo
+    keep, inv = torch.unique(hk[:, 0] * nl + hk[:, 2], sorted=True, return_inverse=True)
+    HL = len(keep)
     tt = torch.as_tensor(tm, dtype=dtype, device=device)
-    op_phase = TWO_PI * (tt[:, 0, None, None, None] * hr[:, None, None] + tt[:, 2, None, None, None] * lr[None, :, None]
-                         + tt[:, 1, None, None, None] * kr[None, None, :])  # (n, nh, nl, nk)
-    op_phase = torch.polar(torch.ones_like(op_phase), op_phase).reshape(len(tm), nh * nl, nk)
+    op_phase = TWO_PI * (tt[:, 1, None, None] * kr[None, :, None]
+                         + (tt[:, 0, None, None] * hr[None, :, None] + tt[:, 2, None, None] * lr[None, None, :])
+                         .reshape(len(tm), 1, nh * nl)[:, :, keep])  # (n, nk, HL)
+    op_phase = torch.polar(torch.ones_like(op_phase), op_phase)
     amp = torch.cat([coef[:, :4], coef[:, 8:9]], dim=1)
     expo = torch.cat([coef[:, 4:8], torch.zeros_like(coef[:, :1])], dim=1)
     out = torch.empty((B, len(hkl)), dtype=cdtype, device=device)
-    hk = hkl.long() - lo
-    flat_index = (hk[:, 0] * nl + hk[:, 2]) * nk + hk[:, 1]  # position in (h, l, k) order
+    flat_index = hk[:, 1] * HL + inv  # position in (k, used (h, l) pair) order
     families = sorted({int(r[0] == r[2]) for r in rdiag})  # 1: X·Z, 0: X·conj(Z)
     # centrosymmetric with translations in halves: every exp(2πi h·t) is ±1 and F is real
     real_phases = real and bool(np.all(np.abs(2 * tm - np.round(2 * tm)) < 1e-9))
@@ -265,39 +275,34 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
         b = sl.stop - sl.start
         G = Gs[sl]
         p_hl = 0.25 * (G[:, 0, 0, None, None] * hr[:, None] ** 2 + 2 * G[:, 0, 2, None, None] * hr[:, None] * lr[None, :]
-                       + G[:, 2, 2, None, None] * lr[None, :] ** 2)  # (b, nh, nl) = stol² part
+                       + G[:, 2, 2, None, None] * lr[None, :] ** 2).reshape(b, nh * nl)[:, keep]  # (b, HL): stol²
         p_k = 0.25 * G[:, 1, 1, None] * kr[None, :] ** 2  # (b, nk)
         beta = expo[types[sl]] + 8.0 * np.pi**2 * uiso[sl, :, None]  # (b, N, 5)
         weight = amp[types[sl]] * occ[sl, :, None]
         x = torch.remainder(xyz[sl], 1.0)
         ah, ak, al = TWO_PI * x[..., 0, None] * hr, TWO_PI * x[..., 1, None] * kr, TWO_PI * x[..., 2, None] * lr
-        # trig tables laid out (b, nh, 1, N) and (b, 1, nl, N) so the (h, l) products come out contiguous
-        Xc, Xs = torch.cos(ah).transpose(1, 2)[:, :, None], torch.sin(ah).transpose(1, 2)[:, :, None]
-        Zc, Zs = torch.cos(al).transpose(1, 2)[:, None], torch.sin(al).transpose(1, 2)[:, None]
-        # the (h, l) Gaussians laid out as (b, 1, nh, nl, N, 5) for the matrix product below
-        w_hl = torch.exp(-beta[:, None, None, None, :, :] * p_hl[:, None, :, :, None, None])
+        # every array below keeps the long (h, l) axis innermost, so the broadcasts run as long vector loops
+        Xc, Xs = torch.cos(ah)[..., None], torch.sin(ah)[..., None]  # (b, N, nh, 1)
+        Zc, Zs = torch.cos(al)[:, :, None, :], torch.sin(al)[:, :, None, :]  # (b, N, 1, nl)
+        w_hl = torch.exp(-beta[..., None] * p_hl[:, None, None, :])  # (b, N, 5, HL): the (h, l) Gaussians
         e_k = torch.exp(-beta[..., None] * p_k[:, None, None, :]) * weight[..., None]  # (b, N, 5, nk)
-        ck_r, ck_i = (e_k * torch.cos(ak)[:, :, None]).reshape(b, N * 5, nk), (e_k * torch.sin(ak)[:, :, None]).reshape(b, N * 5, nk)
+        ck_r = (e_k * torch.cos(ak)[:, :, None]).reshape(b, N * 5, nk).transpose(1, 2)  # (b, nk, N·5)
+        ck_i = (e_k * torch.sin(ak)[:, :, None]).reshape(b, N * 5, nk).transpose(1, 2)
         parts = {}
         for fam in families:
             sgn = 1.0 if fam else -1.0  # X·Z or X·conj(Z)
-            re = Xc * Zc - sgn * (Xs * Zs)
-            im = sgn * (Xc * Zs) + Xs * Zc
-            base = torch.stack([re, im], dim=1)  # (b, 2, nh, nl, N), contiguous
-            a = (base[..., None] * w_hl).reshape(b, 2, nh * nl, N * 5)
+            re = (Xc * Zc - sgn * (Xs * Zs)).reshape(b, N, nh * nl)[:, :, keep].reshape(b, N, 1, HL)
+            im = (sgn * (Xc * Zs) + Xs * Zc).reshape(b, N, nh * nl)[:, :, keep].reshape(b, N, 1, HL)
+            a_r, a_i = (re * w_hl).reshape(b, N * 5, HL), (im * w_hl).reshape(b, N * 5, HL)
             if real_phases:  # only Re(A·C) = ar·cr − ai·ci is needed: half the products
-                # computed as Cᵀ·Aᵀ: a wide output is several times faster than (h, l) × k with only nk columns
-                ct = torch.stack([ck_r, ck_i], 1).reshape(2 * b, N * 5, nk).transpose(1, 2)
-                M = torch.bmm(ct, a.reshape(2 * b, nh * nl, N * 5).transpose(1, 2)).transpose(1, 2)
-                M = M.reshape(b, 2, nh * nl, nk)
-                parts[fam] = (M[:, 0], M[:, 1])
+                parts[fam] = (torch.bmm(ck_r, a_r), torch.bmm(ck_i, a_i))  # (b, nk, HL) each
             else:
-                ct = torch.cat([ck_r, ck_i], dim=-1).transpose(1, 2)  # [ar; ai] × [cr, ci], computed transposed
-                M = torch.bmm(ct, a.reshape(b, 2 * nh * nl, N * 5).transpose(1, 2)).transpose(1, 2)
-                parts[fam] = (M[:, : nh * nl, :nk], M[:, : nh * nl, nk:], M[:, nh * nl :, :nk], M[:, nh * nl :, nk:])
+                ck = torch.cat([ck_r, ck_i], dim=1)  # [cr; ci] × [ar, ai] in one product
+                M = torch.bmm(ck, torch.cat([a_r, a_i], dim=2))  # (b, 2nk, 2HL)
+                parts[fam] = (M[:, :nk, :HL], M[:, nk:, :HL], M[:, :nk, HL:], M[:, nk:, HL:])
         # per operation: X^{±1}·Y^{±1} of the (h, l) and k factors; a negative r1 conjugates the (h, l) part,
         # a negative r2 the k part, so Re = RR ∓ II and Im = ±RI ± IR
-        F = torch.zeros((b, nh * nl, nk), dtype=dtype if real_phases else cdtype, device=device)
+        F = torch.zeros((b, nk, HL), dtype=dtype if real_phases else cdtype, device=device)
         for k, r in enumerate(rdiag):
             conj_hl, conj_k = bool(r[0] < 0), bool(r[1] < 0)
             P = parts[int(r[0] == r[2])]  # (RR, II) or (RR, RI, IR, II)
@@ -309,7 +314,7 @@ def _structure_factors_separable(hkl, box, cells, xyz, types, occ, uiso, sg: Spa
                 im = (-RI if conj_k else RI) + (-IR if conj_hl else IR)
                 F += op_phase[k] * torch.complex(re, im)
         if real:
-            F = torch.complex(2.0 * (F if real_phases else F.real), torch.zeros((b, nh * nl, nk), dtype=dtype, device=device))
+            F = torch.complex(2.0 * (F if real_phases else F.real), torch.zeros((b, nk, HL), dtype=dtype, device=device))
         F = F.reshape(b, -1)[:, flat_index]
         cen = sg.centring_vectors
         if len(cen) > 1:

@@ -1,5 +1,10 @@
 """The main window: one tab per panel, a shared log dock, a status bar with the running task's progress
-and cancel button, File menu (Open, recent files, export, preferences), drag and drop, About."""
+and cancel button, File menu (Open, recent files, export, preferences), a Run menu with each panel's main
+action and its shortcut, drag and drop (a reflection file dropped with a model goes to Phasing with the model as
+the reference), splitter positions and window layout remembered between runs, About.
+
+Recent files hold only files that opened: a file enters the list when the panel's reading task delivers its
+result, leaves it when reading fails, and files deleted since are dropped when the menu is built."""
 
 from __future__ import annotations
 
@@ -15,6 +20,17 @@ from .. import __version__
 from .workers import Task, TaskManager
 
 log = logging.getLogger("crystalstudio")
+
+#: main actions of panels that do not declare `main_actions()` themselves: (menu text, button attribute, shortcut).
+#: A shortcut the panel's button already carries wins over the one here. Ctrl+R runs the current panel's job.
+MAIN_ACTIONS = {
+    "Generator": [("Generate next structure", "generate_button", "Ctrl+G"),
+                  ("Regenerate with the same seed", "same_button", "Ctrl+Shift+G")],
+    "Training": [("Start training", "start_button", "Ctrl+T")],
+    "Phasing": [("Solve", "solve_button", "Ctrl+R")],
+    "Diffuse": [("Cut plane", "cut_button", "Ctrl+K"), ("Factorise", "factorise_button", "Ctrl+R")],
+}
+STRUCTURE_SUFFIXES = (".cif", ".res", ".ins")
 
 FILE_FILTER = ("All supported (*.cif *.res *.ins *.hkl *.fcf *.mtz *.HKL *.ccp4 *.map *.mrc *.h5 *.hdf5 *.nxs "
                "*.cbf *.edf *.tif *.tiff *.img *.mccd *.bz2 *.npy *.json *.jsonl);;All files (*)")
@@ -57,6 +73,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.panels = []
         self._make_log_dock()
         self._make_status_bar()
+        self.main_actions: dict[str, QtGui.QAction] = {}  # menu text → action (Run menu, with shortcuts)
         self._make_panels(default_content)
         self._make_menus()
         self.tabs.currentChanged.connect(self._rebuild_export_menu)
@@ -65,6 +82,15 @@ class MainWindow(QtWidgets.QMainWindow):
             self.restoreGeometry(geo)
         else:
             self.resize(1500, 950)
+        state = self.settings.value("window/state")
+        if state is not None and not fresh_preferences:
+            self.restoreState(state)
+        self.restore_splitters()
+        # everything built so far (imported libraries, widgets) lives for the whole session: take it out of the
+        # cyclic collector's full passes, which otherwise stall the event loop for up to a second
+        import gc
+
+        gc.freeze()
 
     # ------------------------------------------------------------------ construction
     def _make_panels(self, default_content: bool) -> None:
@@ -95,7 +121,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress.setVisible(False)
         self.progress_label = QtWidgets.QLabel("")
         self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel the job shown beside (its partial results are discarded or kept as "
+                                      "the job says in the log)")
         self.cancel_button.setVisible(False)
+        self.progress.setToolTip("Progress of the running job")
         self.cancel_button.clicked.connect(self._cancel_tracked)
         self.device_label = QtWidgets.QLabel(self.device_description())
         sb.addPermanentWidget(self.progress_label)
@@ -115,12 +144,110 @@ class MainWindow(QtWidgets.QMainWindow):
         fm.addSeparator()
         q = fm.addAction("&Quit", self.close)
         q.setShortcut(QtGui.QKeySequence.Quit)
+        self.run_menu = mb.addMenu("&Run")
+        self._make_main_actions()
         vm = mb.addMenu("&View")
         vm.addAction(self.log_dock.toggleViewAction())
         hm = mb.addMenu("&Help")
         hm.addAction("&About CrystalStudio", self.about_dialog)
         self._rebuild_recent_menu()
         self._rebuild_export_menu()
+
+    # ------------------------------------------------------------------ main actions and shortcuts
+    def _make_main_actions(self) -> None:
+        """The Run menu: one entry per panel main action. A panel declares them with `main_actions()` →
+        [(menu text, button, shortcut)]; otherwise MAIN_ACTIONS names its buttons.
+
+        Each key sequence has one owner, the window: a key shared by several panels (Ctrl+R: Solve, Factorise)
+        runs the current panel's action, or the only panel's that has it; a button's or panel's own shortcut
+        for the same key is handed over to the window, so that Qt never sees two owners (an ambiguous
+        shortcut fires nothing)."""
+        self.main_action_keys: dict[str, str] = {}
+        self.shortcut_actions: dict[str, QtGui.QAction] = {}
+        by_key: dict[str, list] = {}
+        for panel in self.panels:
+            entries = panel.main_actions() if hasattr(panel, "main_actions") else None
+            if not entries:
+                entries = [(t, getattr(panel, attr, None), key) for t, attr, key in MAIN_ACTIONS.get(panel.title, [])]
+            for text, button, key in entries:
+                if button is None:
+                    continue
+                own = button.shortcut()
+                if not own.isEmpty():  # the panel's own choice of key, now served by the window
+                    key = own.toString()
+                    button.setShortcut(QtGui.QKeySequence())
+                seq = QtGui.QKeySequence(key)
+                for sc in panel.findChildren(QtGui.QShortcut):
+                    if sc.key() == seq:
+                        sc.setEnabled(False)
+                self.register_action(panel, text, button, seq)
+                by_key.setdefault(seq.toString(), []).append((panel, text, button))
+            self.run_menu.addSeparator()
+        for key, entries in by_key.items():
+            act = QtGui.QAction(self)
+            act.setShortcut(QtGui.QKeySequence(key))
+            act.setShortcutContext(QtCore.Qt.WindowShortcut)
+            act.triggered.connect(lambda *_, e=entries, k=key: self._dispatch_shortcut(k, e))
+            self.addAction(act)
+            self.shortcut_actions[key] = act
+
+    def register_action(self, panel, text: str, button: QtWidgets.QAbstractButton,
+                        shortcut: QtGui.QKeySequence) -> QtGui.QAction:
+        """A Run-menu entry that shows `panel` and clicks `button` (when the button is enabled; otherwise the
+        status bar says why nothing happened); the entry and the button's tooltip name the shortcut."""
+        key = shortcut.toString(QtGui.QKeySequence.NativeText)
+        act = QtGui.QAction(f"{panel.title}: {text}\t{key}", self)  # the key is shown; the window owns it
+        act.triggered.connect(lambda *_, p=panel, b=button, t=text: self.trigger_main_action(p, b, t))
+        self.run_menu.addAction(act)
+        tip = button.toolTip() or text
+        if key not in tip:
+            button.setToolTip(f"{tip} ({key})")
+        self.main_actions[text] = act
+        self.main_action_keys[text] = shortcut.toString()
+        return act
+
+    def _dispatch_shortcut(self, key: str, entries: list) -> None:
+        current = self.tabs.currentWidget()
+        here = [e for e in entries if e[0] is current]
+        if here or len(entries) == 1:
+            panel, text, button = (here or entries)[0]
+            self.trigger_main_action(panel, button, text)
+            return
+        names = ", ".join(f"{text} ({panel.title})" for panel, text, _ in entries)
+        self.statusBar().showMessage(f"{key} runs {names}: show that panel first", 6000)
+
+    def trigger_main_action(self, panel, button: QtWidgets.QAbstractButton, text: str) -> bool:
+        self.tabs.setCurrentWidget(panel)
+        if not button.isEnabled():
+            self.statusBar().showMessage(f"{text} is not available now: {self._why_disabled(panel, text)}", 6000)
+            return False
+        button.click()
+        return True
+
+    @staticmethod
+    def _why_disabled(panel, text: str) -> str:
+        if text in ("Cut plane", "Factorise"):
+            return "open a reconstructed volume first" if text == "Cut plane" else "cut a plane first"
+        return "a job is running or its input is missing"
+
+    # ------------------------------------------------------------------ layout memory
+    def _splitters(self) -> dict[str, QtWidgets.QSplitter]:
+        """Every splitter of every panel by a stable name (panel title and creation order)."""
+        out = {}
+        for panel in self.panels:
+            for k, sp in enumerate(panel.findChildren(QtWidgets.QSplitter)):
+                out[f"{panel.title}/{sp.objectName() or k}"] = sp
+        return out
+
+    def save_splitters(self) -> None:
+        for name, sp in self._splitters().items():
+            self.settings.setValue(f"splitters/{name}", sp.saveState())
+
+    def restore_splitters(self) -> None:
+        for name, sp in self._splitters().items():
+            state = self.settings.value(f"splitters/{name}")
+            if state is not None:
+                sp.restoreState(state)
 
     # ------------------------------------------------------------------ logging and errors
     @QtCore.Slot(str, int)
@@ -197,21 +324,46 @@ class MainWindow(QtWidgets.QMainWindow):
                 return panel
         return None
 
-    def open_path(self, path: str) -> bool:
+    def open_path(self, path: str, then=None) -> bool:
+        """Send a file to the panel that reads it. True when a panel took it; the file joins Recent files once
+        the panel has read it (and leaves it if reading fails). `then(panel)` runs right after the panel was
+        given the file (tasks it starts count as reading the file too)."""
         path = str(path)
         if not os.path.exists(path):
-            self.show_error("Cannot open file", f"{path}: file does not exist")
+            self.show_error("Cannot open file", f"{path}: the file does not exist (moved or deleted?)")
+            self.remove_recent(path)
             return False
         panel = self.panel_for(path)
         if panel is None:
-            self.show_error("Cannot open file", f"{path}: no panel reads files of this type "
-                                                "(.cif .res .ins .hkl .fcf .mtz .ccp4 .h5 .cbf .edf …)")
+            self.show_error("Cannot open file", f"{Path(path).name}: CrystalStudio does not read this kind of file. "
+                                                "It opens structures (.cif .res .ins), reflections (.hkl .fcf .mtz, "
+                                                "XDS_ASCII), maps (.ccp4), reconstructions (.h5) and detector images "
+                                                "(.cbf .edf .img …)")
             return False
         self.tabs.setCurrentWidget(panel)
-        self.add_recent(path)
         self.settings.setValue(f"dirs/{Path(path).suffix.lower()}", str(Path(path).parent))
         log.info("opening %s in %s", path, panel.title)
-        panel.open_file(path)
+        started: list[Task] = []
+
+        def collect(task):
+            started.append(task)
+
+        self.tasks.task_started.connect(collect)
+        errors_before = self.last_error
+        try:
+            panel.open_file(path)
+            if then is not None:
+                then(panel)
+        finally:
+            self.tasks.task_started.disconnect(collect)
+        if not started:  # read at once, in the GUI thread
+            if self.last_error is errors_before:
+                self.add_recent(path)
+            else:
+                self.remove_recent(path)
+        for task in started:
+            task.finished.connect(lambda *_, p=path: self.add_recent(p))
+            task.failed.connect(lambda *_, p=path: self.remove_recent(p))
         return True
 
     def open_dialog(self) -> None:
@@ -229,16 +381,29 @@ class MainWindow(QtWidgets.QMainWindow):
         return [v] if isinstance(v, str) else list(v or [])
 
     def add_recent(self, path: str) -> None:
+        path = str(path)
         rec = [p for p in self.recent_files() if p != path]
         rec.insert(0, path)
         self.settings.setValue("recent", rec[:MAX_RECENT])
         self._rebuild_recent_menu()
 
+    def remove_recent(self, path: str) -> None:
+        rec = self.recent_files()
+        if str(path) in rec:
+            self.settings.setValue("recent", [p for p in rec if p != str(path)])
+            self._rebuild_recent_menu()
+
     def _rebuild_recent_menu(self) -> None:
+        existing = [p for p in self.recent_files() if os.path.exists(p)]  # deleted files leave the list
+        if existing != self.recent_files():
+            self.settings.setValue("recent", existing)
         self.recent_menu.clear()
-        for p in self.recent_files():
-            self.recent_menu.addAction(p, lambda p=p: self.open_path(p))
-        self.recent_menu.setEnabled(bool(self.recent_files()))
+        for k, p in enumerate(existing):
+            act = self.recent_menu.addAction(f"&{(k + 1) % 10}  {Path(p).name}", lambda p=p: self.open_path(p))
+            act.setToolTip(p)
+            act.setStatusTip(p)
+        self.recent_menu.setToolTipsVisible(True)
+        self.recent_menu.setEnabled(bool(existing))
 
     def _rebuild_export_menu(self, *_) -> None:
         self.export_menu.clear()
@@ -252,10 +417,27 @@ class MainWindow(QtWidgets.QMainWindow):
             e.acceptProposedAction()
 
     def dropEvent(self, e: QtGui.QDropEvent) -> None:
-        for url in e.mimeData().urls():
-            if url.isLocalFile():
-                self.open_path(url.toLocalFile())
+        paths = [url.toLocalFile() for url in e.mimeData().urls() if url.isLocalFile()]
+        self.open_paths(paths)
         e.acceptProposedAction()
+
+    def open_paths(self, paths: list[str]) -> None:
+        """Open several files at once (a drop). Reflections dropped together with a structure model go to
+        Phasing with the model as the reference; everything else opens as if dropped alone."""
+        phasing = next((p for p in self.panels if p.title == "Phasing"), None)
+        data = [p for p in paths if phasing is not None and os.path.exists(p) and phasing.accepts(Path(p))]
+        models = [p for p in paths if p not in data and p.lower().endswith(STRUCTURE_SUFFIXES)]
+        if data and models and hasattr(phasing, "set_reference"):
+            if len(data) > 1 or len(models) > 1:
+                self.statusBar().showMessage(f"{len(data)} reflection files and {len(models)} models dropped: "
+                                             f"using {Path(data[0]).name} with {Path(models[0]).name}", 8000)
+            log.info("reference model for %s: %s", Path(data[0]).name, models[0])
+            self.open_path(data[0], then=lambda panel, m=models[0]: panel.set_reference(m))
+            rest = [p for p in paths if p not in (data[0], models[0])]
+        else:
+            rest = paths
+        for p in rest:
+            self.open_path(p)
 
     # ------------------------------------------------------------------ dialogs
     def device(self) -> str:
@@ -329,5 +511,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if not self.tasks.shutdown(15000):
             log.warning("some tasks did not stop within 15 s")
         self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.save_splitters()
         log.removeHandler(self._bridge)
+        import gc
+
+        gc.unfreeze()  # the closed window's objects can be collected again
         e.accept()

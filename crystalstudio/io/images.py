@@ -103,16 +103,25 @@ class DetectorImage:
         """int8 codes per pixel: 0 valid, MASK_GAP (−1 in the frame), MASK_BAD (−2).
 
         Applied only when every negative value is −1 or −2 (the PILATUS/EIGER marking); CCD frames whose
-        negative values are offset-corrected noise keep them as data."""
-        neg = self.data < 0
-        codes = np.zeros(self.data.shape, dtype=np.int8)
-        if not neg.any():
-            return codes
-        vals = self.data[neg]
-        if np.all((vals == -1) | (vals == -2)):
-            codes[self.data == -1] = MASK_GAP
-            codes[self.data == -2] = MASK_BAD
+        negative values are offset-corrected noise keep them as data. Computed once (by the reader, in the
+        worker thread that reads the file)."""
+        if self._mask is None:
+            self._mask = pixel_mask_of(self.data)
+        return self._mask
+
+    _mask: Optional[np.ndarray] = field(default=None, repr=False, compare=False)
+
+
+def pixel_mask_of(data: np.ndarray) -> np.ndarray:
+    """See :meth:`DetectorImage.pixel_mask`."""
+    codes = np.zeros(data.shape, dtype=np.int8)
+    neg = data < 0
+    if not neg.any():
         return codes
+    vals = data[neg]
+    if np.all((vals == -1) | (vals == -2)):
+        codes[neg] = np.where(vals == -1, MASK_GAP, MASK_BAD).astype(np.int8)
+    return codes
 
 
 _MINICBF = {
@@ -152,7 +161,7 @@ def _frame_warnings(data: np.ndarray, fabio_messages: list[str]) -> list[str]:
     incomplete = [m for m in fabio_messages if "incomplete" in m.lower() or "missing" in m.lower()]
     if incomplete:
         m = re.search(r"(\d+)\s*<\s*expected\s*(\d+)", incomplete[0])
-        what = f"{int(m.group(1)):,} of {int(m.group(2)):,} data bytes present".replace(",", " ") if m else incomplete[0]
+        what = f"{int(m.group(1)):,} of {int(m.group(2)):,} data bytes present".replace(",", "\u202f") if m else incomplete[0]
         out.append(f"header-only or truncated file: {what}; the missing pixels read as 0")
     valid = data[data >= 0] if (data < 0).any() else data.ravel()
     if valid.size == 0 or float(np.nanmax(valid)) == float(np.nanmin(valid)):
@@ -197,5 +206,7 @@ def read_image(path: PathLike) -> DetectorImage:
         raise InputFileError(p, f"image data have shape {data.shape}")
     header = dict(img.header)
     geometry, detector, two_theta = geometry_from_header(header)
-    return DetectorImage(str(p), data, type(img).__name__.replace("Image", ""), header, geometry=geometry,
-                         warnings=_frame_warnings(data, collect.messages), detector=detector, two_theta_deg=two_theta)
+    frame = DetectorImage(str(p), data, type(img).__name__.replace("Image", ""), header, geometry=geometry,
+                          warnings=_frame_warnings(data, collect.messages), detector=detector, two_theta_deg=two_theta)
+    frame.pixel_mask()  # here, in the reading (worker) thread
+    return frame

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import CrystalStudioError, InvalidInputError
+from ..params import FloatRange, Params, param
 from ..jobs import check_cancel, report
 from .phai_grid import PhAIGrid, scale_amplitudes
 
@@ -55,32 +56,36 @@ RESULT_COLUMNS = [
 ]
 
 
-@dataclass
-class EvaluateSettings:
-    """One evaluation job (lengths in Å)."""
+class EvaluateSettings(Params):
+    """One evaluation job (the `evaluate` command's options, the Training panel's evaluation dialog)."""
 
-    max_cycles: int = 10  # recycling cycles 1…max_cycles are all candidates
-    random_starts: int = 4  # besides the zero start
-    seed: int = 0  # random starts: numpy default_rng(seed), the same for every structure
-    d_min: float = 1.0  # list reflections with d < d_min are 0 (seed paper 1's resolution); 0: the whole list
-    cell_range: tuple = (4.0, 10.0)  # the model's training cell edges; the upper edge sets the size classes
-    solved_r: float = 0.8  # map r at or above which a structure counts as solved
-    structures_per_batch: int = 16  # structures whose scans share the network's batches
-    max_rows: int = 64  # rows (structure × start) per forward pass
-    skip_repeats: bool = True  # reuse outputs for repeated input phases (identical results, fewer passes)
-
-    def __post_init__(self):
-        self.cell_range = tuple(float(x) for x in self.cell_range)
-        if self.max_cycles < 1 or self.random_starts < 0:
-            raise InvalidInputError("cycles must be ≥ 1 and random starts ≥ 0")
-        if len(self.cell_range) != 2 or not (0 < self.cell_range[0] < self.cell_range[1]):
-            raise InvalidInputError(f"cell range {self.cell_range} must be two edges 0 < min < max (Å)")
-        if self.d_min < 0:
-            raise InvalidInputError(f"d_min must be ≥ 0 Å, got {self.d_min}")
+    max_cycles: int = param(10, ge=1, le=100, label="cycles",
+                            help="recycling cycles: the scan's candidates are cycles 1…N of every start")
+    random_starts: int = param(4, ge=0, le=64, label="random starts", help="random starts besides the zero start")
+    seed: int = param(0, ge=0, help="random starts: numpy default_rng(seed), the same for every structure")
+    d_min: float = param(1.0, unit="Å", ge=0, le=10, label="d min",
+                         help="list reflections with d < d_min are set to 0 (seed paper 1's resolution); 0: whole list")
+    cell_range: FloatRange(gt=0) = param((4.0, 10.0), unit="Å", label="training cell edges",
+                                         help="the model's training cell edges (default: what the checkpoint records, "
+                                              "else 4–10 Å); size classes: all axes ≤ the upper edge, and up to "
+                                              "twice it")
+    solved_r: float = param(0.8, ge=0, le=1, label="solved at r ≥", help="map r at or above which a structure counts "
+                                                                          "as solved (the papers' 0.8)")
+    structures_per_batch: int = param(16, ge=1, le=4096, label="structures per batch",
+                                      help="structures whose scans share the network's batches")
+    max_rows: int = param(64, ge=1, le=65536, label="rows per pass",
+                          help="rows (structure × start) per forward pass")
+    skip_repeats: bool = param(True, label="skip repeated inputs",
+                               help="answer a row whose input phases were seen before from that pass (identical "
+                                    "results, fewer passes)")
+    autocast: bool = param(False, label="bf16/fp16 autocast",
+                           help="reduced-precision network passes: faster, results no longer identical to fp32")
 
     def scan_key(self) -> dict:
-        """The settings that change per-structure results (a resumed run must share them)."""
-        return {k: getattr(self, k) for k in ("max_cycles", "random_starts", "seed", "d_min")}
+        """The settings that change per-structure results or classes (a resumed run must share them)."""
+        return {k: getattr(self, k) for k in ("max_cycles", "random_starts", "seed", "d_min")} | \
+            {"cell_range": list(self.cell_range)} | \
+            ({"autocast": True} if self.autocast else {})
 
 
 # ------------------------------------------------------------------------------------------ classes
@@ -168,7 +173,8 @@ def evaluate_inputs(model, inputs: list[EvaluationInput], settings: EvaluateSett
     cands = phai_scan_batch(model, np.stack([x.amplitudes for x in inputs]), max_cycles=settings.max_cycles,
                             random_starts=settings.random_starts, seed=settings.seed,
                             reference_phases=np.stack([x.phases for x in inputs]), progress=progress, cancel=cancel,
-                            skip_repeats=settings.skip_repeats, max_rows=settings.max_rows, stats=stats)
+                            skip_repeats=settings.skip_repeats, max_rows=settings.max_rows, stats=stats,
+                            autocast=settings.autocast)
     rand = random_best_r(inputs, settings.max_cycles * (1 + settings.random_starts), grid, settings.seed)
     rows = []
     for x, cs, r0 in zip(inputs, cands, rand):
@@ -186,7 +192,8 @@ def evaluate_inputs(model, inputs: list[EvaluationInput], settings: EvaluateSett
             "fom_start": fom.start, "fom_cycles": fom.cycles, "fom_value": fom.fom, "fom_rank_of_best": best_i + 1,
             "candidates_distinct": len({c.phases.tobytes() for c in cs}), "random_best_r": r0,
         })
-    return rows
+    # numbers as results.csv holds them, so that a resumed run summarises exactly what a fresh one does
+    return [{k: round(float(v), 6) if isinstance(v, (float, np.floating)) else v for k, v in r.items()} for r in rows]
 
 
 def random_best_r(inputs: list[EvaluationInput], n: int, grid: PhAIGrid, seed: int = 0) -> list[float]:
@@ -288,7 +295,8 @@ def summary_text(figures: list[GroupFigures], rows: list[dict], settings: Evalua
     lines = [f"PhAI evaluation of {model_label}",
              f"scan: cycles 1–{settings.max_cycles} × (zero start + {settings.random_starts} random, seed "
              f"{settings.seed}); |F| on the list to d_min {settings.d_min:g} Å; solved: map r ≥ {settings.solved_r:g}",
-             f"{len(rows)} structures evaluated, {len(skipped)} files skipped (skipped.csv)",
+             f"{len(rows)} structures evaluated, {len(skipped)} file{'' if len(skipped) == 1 else 's'} skipped "
+             "(skipped.csv)",
              "",
              f"{'group':22s} {'n':>4s}   {'f best':>7s} {'median r':>9s}   {'f FOM':>7s} {'median r':>9s}"]
     for g in figures:
@@ -380,13 +388,17 @@ def evaluate_folder(model, folder, out_dir, settings: Optional[EvaluateSettings]
     On cancel the rows finished so far stay in results.csv and :class:`~crystalstudio.errors.Cancelled` is raised.
     """
     s = settings or EvaluateSettings()
+    dom = getattr(model, "domain", None) or {}
+    if "cell_range" not in s.model_fields_set and "a_max" in dom:  # the checkpoint's training cells
+        s = s.replace(cell_range=(float(dom.get("a_min", s.cell_range[0])), float(dom["a_max"])))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     grid = PhAIGrid(model.config.max_index)
     label = model_label or (Path(model_path).name if model_path else "model")
     meta = {"model": model_fingerprint(model_path) if model_path else {"label": label},
-            "model_file": str(Path(model_path).resolve()) if model_path else None, "model_config": model.config.to_dict(), "scan": s.scan_key(), "folder": str(Path(folder).resolve())}
+            "model_file": str(Path(model_path).resolve()) if model_path else None,
+            "model_config": model.config.to_dict(), "scan": s.scan_key(), "folder": str(Path(folder).resolve())}
     meta_path = out / "evaluation.json"
     if meta_path.exists():
         try:
@@ -455,3 +467,12 @@ def evaluate_folder(model, folder, out_dir, settings: Optional[EvaluateSettings]
     return EvaluationReport(out, rows, skipped, figures, text, time.perf_counter() - t0, evaluated_now,
                             stats_total["forwards"], stats_total["rows"], paths)
 
+
+
+def evaluate_model_file(model_path, folder, out_dir, settings: Optional[EvaluateSettings] = None, *, device=None,
+                        progress=None, cancel=None) -> EvaluationReport:
+    """:func:`evaluate_folder` for a model file (published PhAI_model.pth layout or a CrystalStudio checkpoint)."""
+    from .phai_inference import load_phai
+
+    model = load_phai(model_path, device=device)
+    return evaluate_folder(model, folder, out_dir, settings, model_path=model_path, progress=progress, cancel=cancel)

@@ -148,6 +148,8 @@ class PhAIHooks(TrainingHooks):
 
     kind = "phai"
     min_improvement = 1e-4  # of the mean validation map r
+    prefetch = None  # batches made ahead in a thread (training/prefetch.py); None: 1 on CUDA, 0 on CPU
+    _prefetcher = None
 
     def build(self, loop: RunLoop) -> None:
         super().build(loop)
@@ -189,11 +191,28 @@ class PhAIHooks(TrainingHooks):
         self.net.load_state_dict(st["model"], strict=True)
         self.opt.load_state_dict(st["optimizer"])
 
+    def _batch(self, step: int):
+        loop = self.loop
+        ahead = self.prefetch if self.prefetch is not None else int(self.device.type == "cuda")
+        if not ahead:
+            return self.data.global_batch(step, loop.dist.rank, loop.dist.world)
+        if self._prefetcher is None:
+            from .prefetch import Prefetcher
+
+            self._prefetcher = Prefetcher(lambda k: self.data.global_batch(k, loop.dist.rank, loop.dist.world), step,
+                                          self.cfg.steps, ahead)
+        return self._prefetcher.get(step)
+
+    def close(self) -> None:
+        if self._prefetcher is not None:
+            self._prefetcher.close()
+            self._prefetcher = None
+
     def train_step(self, step: int) -> dict:
         cfg, loop = self.cfg, self.loop
         tg = time.perf_counter()
-        batch = self.data.global_batch(step, loop.dist.rank, loop.dist.world).to(self.device)
-        t_gen = time.perf_counter() - tg
+        batch = self._batch(step).to(self.device)
+        t_gen = time.perf_counter() - tg  # with prefetching: the time the step waited for its data
         rng = np.random.default_rng(step_seed(cfg.seed, step, 0, stream=1))
         cycles = int(rng.integers(1, cfg.cycles_max + 1))
         a_grid = self.grid.to_grid(batch.amplitudes)
@@ -257,8 +276,15 @@ class PhAIHooks(TrainingHooks):
 class PhAITrainer(RunLoop):
     """One PhAI training run (see RunLoop for progress, cancel, control and on_record)."""
 
-    def __init__(self, cfg: PhAITrainConfig, **kw):
+    def __init__(self, cfg: PhAITrainConfig, prefetch: Optional[int] = None, **kw):
         super().__init__(cfg, PhAIHooks(cfg), **kw)
+        self.hooks.prefetch = prefetch
+
+    def run(self) -> dict:
+        try:
+            return super().run()
+        finally:
+            self.hooks.close()
 
 
 def train(cfg: TrainConfig, **kw) -> dict:

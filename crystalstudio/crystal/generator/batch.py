@@ -116,10 +116,13 @@ def _inv_d2(cells: np.ndarray, hkl: np.ndarray) -> np.ndarray:
     """1/d² (B, M) for cells (B, 6) and shared hkl (M, 3)."""
     from ..cell import orthogonalization_matrix
 
-    A = orthogonalization_matrix(cells)
-    Binv = np.linalg.inv(A)  # rows of A⁻¹ are a*, b*, c*
-    s = np.einsum("bji,mj->bmi", Binv, hkl.astype(np.float64))
-    return np.sum(s * s, axis=-1)
+    Binv = np.linalg.inv(orthogonalization_matrix(cells))  # rows of A⁻¹ are a*, b*, c*
+    G = Binv @ Binv.transpose(0, 2, 1)  # reciprocal metric tensors (B, 3, 3), Å⁻²
+    h = np.asarray(hkl, dtype=np.float64)
+    q = np.stack([h[:, 0] ** 2, h[:, 1] ** 2, h[:, 2] ** 2, 2 * h[:, 0] * h[:, 1], 2 * h[:, 0] * h[:, 2],
+                  2 * h[:, 1] * h[:, 2]], axis=1)  # (M, 6): hᵀG*h as one matrix product
+    g = np.stack([G[:, 0, 0], G[:, 1, 1], G[:, 2, 2], G[:, 0, 1], G[:, 0, 2], G[:, 1, 2]], axis=1)
+    return g @ q.T
 
 
 def _counts(V, n_ops, special_share, c, rng):

@@ -16,8 +16,7 @@ reach (bond + non-bonded cap) as the threshold, so it holds the translate neares
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,6 +42,8 @@ class PlacementState:
     radius: torch.Tensor  # (B, S)
     placed: torch.Tensor  # (B, S) bool
     images: torch.Tensor  # (B, S·n, 3) fractional, wrapped to [0, 1)
+    self_ops: torch.Tensor  # operations whose images of a candidate can lie within max_threshold (see below)
+    plans: dict = field(default_factory=dict)  # threshold → per-direction offset tensors (image_fractions)
 
     @property
     def n_ops(self) -> int:
@@ -78,6 +79,11 @@ def make_state(cells: np.ndarray, space_group, n_slots: int, max_threshold: floa
         raise InvalidInputError(f"cells thinner than {max_threshold / 1.5:.2f} Å cannot hold the distance "
                                 f"threshold {max_threshold:.2f} Å; raise a_min")
     n = R.shape[0]
+    # a candidate's image under the identity is itself, and its lattice translates lie ≥ the smallest width
+    # away: the identity is tested only when some width is within the largest threshold
+    identity = (R == torch.eye(3, dtype=dtype, device=device)).flatten(1).all(1) & (t == 0).all(1)
+    thin = bool((widths <= max_threshold).any())
+    self_ops = torch.arange(n, device=device) if thin else torch.nonzero(~identity).flatten()
     return PlacementState(
         A=A, A_inv=torch.linalg.inv(A), R=R, t=t, G=G,
         oblique=tuple(tuple(bool((G[:, i, j].abs() > 1e-12).any()) for j in range(3)) for i in range(3)),
@@ -88,6 +94,7 @@ def make_state(cells: np.ndarray, space_group, n_slots: int, max_threshold: floa
         radius=torch.zeros((B, n_slots), dtype=dtype, device=device),
         placed=torch.zeros((B, n_slots), dtype=torch.bool, device=device),
         images=torch.zeros((B, n_slots * n, 3), dtype=dtype, device=device),
+        self_ops=self_ops,
     )
 
 
@@ -100,70 +107,79 @@ def _to_cartesian(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
 
 
 def _offset_plan(widths, t: float):
-    """Lattice offsets to test for threshold t (Å) given the smallest widths along the face normals:
-    fixed integer offsets F (C, 3) and far-side flags G (C, 3); image = d + F + G·(−sign d)."""
-    per_dim = []
+    """Lattice offsets to test for threshold t (Å) given the smallest widths along the face normals, per
+    direction i: fixed integer offsets Fᵢ (Cᵢ,) and far-side flags Gᵢ (Cᵢ,); image component
+    dᵢ + Fᵢ + Gᵢ·(−sign dᵢ). The images are all combinations (c0, c1, c2), the first without offset."""
+    plan = []
     for w in widths:
         if t < 0.5 * w:
-            per_dim.append([(0, 0)])
+            opts = [(0, 0)]
         elif t < w:  # only the far-side neighbour −sign(dᵢ) can come closer than t
-            per_dim.append([(0, 0), (0, 1)])
+            opts = [(0, 0), (0, 1)]
         else:  # offsets −m … m with (m + ½)·w > t
             m = int(np.floor(t / w + 0.5))
-            per_dim.append([(0, 0)] + [(j, 0) for j in range(-m, m + 1) if j != 0])
-    combos = list(itertools.product(*per_dim))  # first combo: no offset
-    F = np.array([[c[i][0] for i in range(3)] for c in combos], dtype=np.float64)
-    G = np.array([[c[i][1] for i in range(3)] for c in combos], dtype=np.float64)
-    return F, G
+            opts = [(0, 0)] + [(j, 0) for j in range(-m, m + 1) if j != 0]
+        plan.append((np.array([o[0] for o in opts], dtype=np.float64), np.array([o[1] for o in opts], dtype=np.float64)))
+    return plan
 
 
 def image_fractions(state: PlacementState, d: torch.Tensor, threshold: float | None = None):
-    """Fractional components (f0, f1, f2), each (b, …, C), of every lattice image of a wrapped fractional
-    difference d (b, …, 3) in [−½, ½) that can lie within `threshold` Å (default: the state's largest
-    threshold); image 0 is the wrapped one. See the module notes for which offsets each direction needs."""
+    """Fractional components of every lattice image of wrapped fractional differences d (b, …, K, 3) in
+    [−½, ½) that can lie within `threshold` Å (default: the state's largest threshold), one direction at a
+    time: fᵢ has shape (b, …, Cᵢ, K). The images are all combinations (c0, c1, c2) — C = C0·C1·C2 of them,
+    c = (c0·C1 + c1)·C2 + c2, image c = 0 the wrapped one. The K differences stay the innermost axis, so the
+    sums over combinations run as long vector loops. See the module notes for which offsets are needed."""
     t = state.max_threshold if threshold is None else threshold
-    F, G = _offset_plan(state.widths, t)
+    plan = state.plans.get(t)
+    if plan is None:
+        as_t = lambda a: torch.as_tensor(a, dtype=d.dtype, device=d.device)[:, None] if a.any() else None
+        plan = state.plans[t] = [(as_t(F), as_t(G)) for F, G in _offset_plan(state.widths, t)]
     out = []
-    for i, di in enumerate(d.unbind(-1)):
-        x = di[..., None]
-        if F[:, i].any():
-            x = x + torch.as_tensor(F[:, i], dtype=d.dtype, device=d.device)
-        if G[:, i].any():
-            x = x - torch.sign(di)[..., None] * torch.as_tensor(G[:, i], dtype=d.dtype, device=d.device)
+    for di, (F, G) in zip(d.unbind(-1), plan):
+        x = di[..., None, :]
+        if F is not None:
+            x = x + F
+        if G is not None:
+            x = x - torch.sign(di)[..., None, :] * G
         out.append(x)
-    C = len(F)
-    return tuple(x.expand(*d.shape[:-1], C) for x in out)
+    return tuple(out)
 
 
 def metric_sq(state: PlacementState, rows, f) -> torch.Tensor:
-    """|A·f|² (Å²) from fractional components f = (f0, f1, f2) (b, …) through the metric tensor AᵀA."""
+    """|A·f|² (Å²) through the metric tensor AᵀA for the images given per direction by f = (f0, f1, f2),
+    fᵢ (b, …, Cᵢ, K) as from :func:`image_fractions`; returns (b, …, C, K). Each direction's terms are
+    formed on its own offsets; only the sums run over all C = C0·C1·C2 combinations."""
     G = state.G[rows]
-    shape = (G.shape[0],) + (1,) * (f[0].dim() - 1)
-    g = lambda i, j: G[:, i, j].reshape(shape)
-    f0, f1, f2 = f
+    lead, K = f[0].shape[:-2], f[0].shape[-1]
+    shape = (G.shape[0],) + (1,) * (len(lead) - 1)
+    g = lambda i, j: G[:, i, j].reshape(shape + (1, 1, 1, 1))
+    f0, f1, f2 = f[0][..., :, None, None, :], f[1][..., None, :, None, :], f[2][..., None, None, :, :]
     sq = g(0, 0) * f0 * f0 + g(1, 1) * f1 * f1 + g(2, 2) * f2 * f2
     for (i, j), fi, fj in (((0, 1), f0, f1), ((0, 2), f0, f2), ((1, 2), f1, f2)):
         if state.oblique[i][j]:
             sq = sq + 2 * g(i, j) * fi * fj
-    return sq
+    return sq.reshape(lead + (f[0].shape[-2] * f[1].shape[-2] * f[2].shape[-2], K))
 
 
 def _sq_distances(state: PlacementState, rows, diff_frac: torch.Tensor) -> torch.Tensor:
-    """Squared distances (b, T, K, C) for fractional differences (b, T, K, 3) over the tested images."""
+    """Squared distances (b, T, C, K) for fractional differences (b, T, K, 3) over the tested images."""
     return metric_sq(state, rows, image_fractions(state, diff_frac - torch.round(diff_frac)))
 
 
 def pair_sq_distances(state: PlacementState, rows, cand: torch.Tensor, K: int) -> torch.Tensor:
-    """(b, T, K, O) squared distances from candidates (b, T, 3) to the first K images of `rows`."""
+    """(b, T, C, K) squared distances from candidates (b, T, 3) to the first K images of `rows` (C lattice
+    offsets each)."""
     return _sq_distances(state, rows, cand[:, :, None, :] - state.images[rows, None, :K, :])
 
 
 def self_sq_distances(state: PlacementState, rows, cand: torch.Tensor) -> torch.Tensor:
-    """(b, T, n, O) squared distances from candidates to their own images under every operation.
+    """(b, T, C, n') squared distances from candidates to their own images under the operations that can
+    bring one within the largest threshold (`state.self_ops`: all but the identity unless a cell is thin).
 
     Entries of (numerically) zero length are the candidate itself and are set to +inf.
     """
-    imgs = torch.einsum("nij,btj->btni", state.R, cand) + state.t
+    ops = state.self_ops
+    imgs = torch.einsum("nij,btj->btni", state.R[ops], cand) + state.t[ops]
     sq = _sq_distances(state, rows, imgs - cand[:, :, None, :])
     return torch.where(sq < 1e-8, torch.full_like(sq, float("inf")), sq)
 
@@ -187,7 +203,7 @@ def min_distance_ok(state, rows, cand, K, d_min) -> torch.Tensor:
     ok = (self_sq_distances(state, rows, cand) >= d2).flatten(2).all(-1)
     if K > 0:
         sq = pair_sq_distances(state, rows, cand, K)
-        valid = state.image_valid(rows, K)[:, None, :, None]
+        valid = state.image_valid(rows, K)[:, None, None, :]
         ok &= ((sq >= d2) | ~valid).flatten(2).all(-1)
     return ok
 
@@ -210,22 +226,33 @@ def place_uniform(state: PlacementState, slot: int, rows: torch.Tensor, d_min: f
     return torch.cat(placed_rows) if placed_rows else rows[:0]
 
 
-def bond_rule_ok(sq, r_new, r_other, mol) -> torch.Tensor:
-    """sq (b, T, K, O), r_new (b,), r_other (b, K): bonded (|d − ΣR| ≤ w·ΣR) or ≥ the non-bonded minimum."""
-    rsum = (r_new[:, None] + r_other)[:, None, :, None]
+def bond_windows(r_new, r_other, mol, valid=None):
+    """Squared distance windows (lo, hi, nb), each (b, K), of the bonded-or-far rule for new atoms of radius
+    r_new (b,) against atoms of radius r_other (b, K): bonded when lo ≤ d² ≤ hi, far when d² ≥ nb. Where
+    `valid` (b, K) is False the window covers every distance (no atom there)."""
+    rsum = r_new[:, None] + r_other
     lo, hi = ((1 - mol.bond_window) * rsum) ** 2, ((1 + mol.bond_window) * rsum) ** 2
     nb = torch.clamp(mol.nonbonded_factor * rsum, min=mol.nonbonded_floor, max=mol.nonbonded_cap) ** 2
+    if valid is not None:
+        lo = torch.where(valid, lo, torch.full_like(lo, -float("inf")))
+        hi = torch.where(valid, hi, torch.full_like(hi, float("inf")))
+    return lo, hi, nb
+
+
+def bond_rule_ok(sq, r_new, r_other, mol) -> torch.Tensor:
+    """sq (b, T, C, K), r_new (b,), r_other (b, K): bonded (|d − ΣR| ≤ w·ΣR) or ≥ the non-bonded minimum."""
+    lo, hi, nb = (x[:, None, None, :] for x in bond_windows(r_new, r_other, mol))
     return ((sq >= lo) & (sq <= hi)) | (sq >= nb)
 
 
 def molecular_ok(state, rows, cand, K, r_new, mol) -> torch.Tensor:
     """(b, T): the bonded-or-far rule against every placed image and the candidate's own images."""
     ssq = self_sq_distances(state, rows, cand)
-    ok = bond_rule_ok(ssq, r_new, r_new[:, None].expand(-1, ssq.shape[2]), mol).flatten(2).all(-1)
+    ok = bond_rule_ok(ssq, r_new, r_new[:, None].expand(-1, ssq.shape[3]), mol).flatten(2).all(-1)
     if K > 0:
         sq = pair_sq_distances(state, rows, cand, K)
         rule = bond_rule_ok(sq, r_new, state.image_radius(rows, K), mol)
-        valid = state.image_valid(rows, K)[:, None, :, None]
+        valid = state.image_valid(rows, K)[:, None, None, :]
         ok &= (rule | ~valid).flatten(2).all(-1)
     return ok
 
@@ -265,23 +292,25 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
     d = d - torch.round(d)
     # every image within reach of the anchor, whichever lattice translate is nearest to the candidate
     reach = (ra + r_new) * (1 + mol.bond_jitter) + mol.nonbonded_cap
-    f = image_fractions(state, d, float(reach.max()) if len(reach) else 0.0)  # 3 × (b, K, C)
-    C = f[0].shape[2]
-    f = tuple(x.reshape(len(rows), -1) for x in f)  # index = k·C + c
-    sq = metric_sq(state, rows, f)  # (b, K·C)
-    near = state.image_valid(rows, K).repeat_interleave(C, dim=1) & (sq < (reach**2)[:, None])
+    f = image_fractions(state, d, float(reach.max()) if len(reach) else 0.0)  # fᵢ (b, Cᵢ, K)
+    C0, C1, C2 = (x.shape[1] for x in f)
+    sq = metric_sq(state, rows, f).reshape(len(rows), C0, C1, C2, K)
+    near = state.image_valid(rows, K)[:, None, None, None, :] & (sq < (reach**2)[:, None, None, None, None])
     # compact the near images to the front of each row (order does not matter: all are tested)
-    count = near.sum(dim=1)
+    count = near.flatten(1).sum(dim=1)
     M = max(int(count.max()), 1)
-    r_i, c_i = near.nonzero(as_tuple=True)  # row-major: each row's entries are consecutive
+    r_i, c0, c1, c2, k_i = near.nonzero(as_tuple=True)  # row-major: each row's entries are consecutive
     slot_i = torch.arange(len(r_i), device=dev) - (torch.cumsum(count, 0) - count)[r_i]
-    sel_idx = torch.zeros((len(rows), M), dtype=torch.long, device=dev)
-    sel_idx[r_i, slot_i] = c_i
-    k_idx = sel_idx // C
-    nb_v = _to_cartesian(A, torch.stack([torch.gather(x, 1, sel_idx) for x in f], dim=-1))  # (b, M, 3)
+    frac = torch.zeros((len(rows), M, 3), dtype=dt, device=dev)
+    frac[r_i, slot_i] = torch.stack([f[0][r_i, c0, k_i], f[1][r_i, c1, k_i], f[2][r_i, c2, k_i]], dim=-1)
+    nb_v = _to_cartesian(A, frac)  # (b, M, 3)
     nb_sq = (nb_v * nb_v).sum(-1)
     nb_valid = torch.arange(M, device=dev)[None, :] < count[:, None]
-    nb_r = torch.gather(state.image_radius(rows, K), 1, k_idx)
+    nb_r = torch.zeros((len(rows), M), dtype=dt, device=dev)
+    nb_r[r_i, slot_i] = state.radius[rows[r_i], torch.div(k_i, state.n_ops, rounding_mode="floor")]
+    # windows of the rule per neighbour, and per row against the candidate's own images (same element)
+    lo, hi, nb = bond_windows(r_new, nb_r, mol, nb_valid)
+    own = bond_windows(r_new, r_new[:, None], mol)
     pending = torch.arange(rows.numel(), device=dev)
     for T in _rounds(mol.tries_per_anchor, per_round):
         if pending.numel() == 0:
@@ -293,12 +322,13 @@ def place_molecular(state: PlacementState, slot: int, rows: torch.Tensor, elemen
         rel = bond[..., None] * u / torch.linalg.norm(u, dim=-1, keepdim=True)  # (b, T, 3)
         nv = nb_v[pending]  # |r − n|² = |r|² + |n|² − 2 r·n, one batched product instead of (b, T, M, 3)
         dsq = ((rel * rel).sum(-1)[:, :, None] + nb_sq[pending, None, :]
-               - 2 * torch.bmm(rel, nv.transpose(1, 2)))[..., None]  # (b, T, M, 1)
-        rule = bond_rule_ok(dsq, r_new[pending], nb_r[pending], mol)
-        ok = (rule | ~nb_valid[pending, None, :, None]).flatten(2).all(-1)
+               - 2 * torch.bmm(rel, nv.transpose(1, 2)))  # (b, T, M)
+        lo_p, hi_p, nb_p = lo[pending, None, :], hi[pending, None, :], nb[pending, None, :]
+        ok = (((dsq >= lo_p) & (dsq <= hi_p)) | (dsq >= nb_p)).all(-1)
         cand = torch.einsum("bij,btj->bti", state.A_inv[rows[pending]], ax_cart[pending, None, :] + rel)
-        ssq = self_sq_distances(state, rows[pending], cand)
-        ok &= bond_rule_ok(ssq, r_new[pending], r_new[pending, None].expand(-1, ssq.shape[2]), mol).flatten(2).all(-1)
+        ssq = self_sq_distances(state, rows[pending], cand).flatten(2)  # (b, T, C·n')
+        lo_s, hi_s, nb_s = (x[pending, :, None] for x in own)
+        ok &= (((ssq >= lo_s) & (ssq <= hi_s)) | (ssq >= nb_s)).all(-1)
         any_ok, idx = first_true(ok)
         good = pending[any_ok]
         state.element[rows[good], slot] = element[good]

@@ -29,6 +29,12 @@ class Panel(QtWidgets.QWidget):
     def export_actions(self) -> list:
         return []
 
+    def main_actions(self) -> list:
+        """[(menu text, button, shortcut)]: the panel's main jobs, offered in the Run menu with window-wide
+        shortcuts (the window clicks the button, so a disabled button is never bypassed). Empty: the window's
+        MAIN_ACTIONS table is used."""
+        return []
+
     def shutdown(self) -> None:
         """Called before the window closes (tasks are cancelled by the window afterwards)."""
 

@@ -71,39 +71,74 @@ class GeneratorPanel(Panel):
         self.generate_button = QtWidgets.QPushButton("Generate new structure")
         self.generate_button.setToolTip("Next seed; all views update")
         self.same_button = QtWidgets.QPushButton("Same seed")
-        self.same_button.setToolTip("Regenerate with the current seed (after changing parameters)")
+        self.same_button.setToolTip("Regenerate with the current seed (after changing parameters; Enter in a field "
+                                    "does the same)")
         self.defaults_button = QtWidgets.QPushButton("Defaults")
+        self.defaults_button.setToolTip("Reset every generator parameter to its default (the seed is kept)")
         btns = QtWidgets.QHBoxLayout()
         for b in (self.generate_button, self.same_button, self.defaults_button):
             btns.addWidget(b)
+        # busy indicator: shown when a preview takes longer than a moment (generations of 2–5 s)
+        self.busy = QtWidgets.QProgressBar(minimum=0, maximum=0)
+        self.busy.setTextVisible(False)
+        self.busy.setMaximumHeight(10)
+        self.busy.setToolTip("Generating the structure and calculating its reflections and map")
+        self.busy_label = QtWidgets.QLabel("")
+        busy_row = QtWidgets.QHBoxLayout()
+        busy_row.addWidget(self.busy_label)
+        busy_row.addWidget(self.busy, 1)
+        for w in (self.busy, self.busy_label):  # keeps its place: nothing jumps when it appears
+            policy = w.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(policy)
+        self.busy.setVisible(False)
+        self._busy_timer = QtCore.QTimer(self, singleShot=True, interval=250)
+        self._busy_timer.timeout.connect(self._show_busy)
+        self._pending_since: Optional[float] = None
         pbox = QtWidgets.QWidget()
         pl = QtWidgets.QVBoxLayout(pbox)
+        pl.setContentsMargins(2, 2, 2, 2)
         for w in (top, self.cell_form, self.content_form, self.molecule_form):
             pl.addWidget(w)
         pl.addStretch(1)
-        scroll = QtWidgets.QScrollArea()
+        self.param_scroll = scroll = QtWidgets.QScrollArea()
         scroll.setWidget(pbox)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(330)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        # wide enough for every label and value: never a sideways scroll bar
+        scroll.setMinimumWidth(pbox.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 4)
         left = QtWidgets.QWidget()
         ll = QtWidgets.QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(scroll, 1)
+        ll.addLayout(busy_row)
         ll.addLayout(btns)
+        self._enter_timer = QtCore.QTimer(self, singleShot=True, interval=0)
+        self._enter_timer.timeout.connect(self.generate)
+        self._enter_generates(pbox)
 
         # ---- views
         self.slab = DensitySlabView(title="ρ slab")
         self.recip = ReciprocalPlaneView(title="reciprocal plane")
         self.view3d = Structure3DView()
         self.info = QtWidgets.QLabel("")
+        self.info.setTextFormat(QtCore.Qt.AutoText)
+        self.empty_warning = ""
         self.info.setWordWrap(True)
         self.info.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        maps = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        maps.setObjectName("maps")
+        maps.addWidget(self.slab)
+        maps.addWidget(self.recip)
+        maps.setSizes([520, 400])
         views = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
-        views.addWidget(self.slab)
-        views.addWidget(self.recip)
+        views.setObjectName("views")
+        views.addWidget(maps)
         views.addWidget(self.view3d)
+        views.setSizes([480, 640])
         vtab = QtWidgets.QWidget()
         vl = QtWidgets.QVBoxLayout(vtab)
+        vl.setContentsMargins(2, 2, 2, 2)
         vl.addWidget(views, 1)
         vl.addWidget(self.info)
 
@@ -112,9 +147,11 @@ class GeneratorPanel(Panel):
         self.tabs.addTab(self._make_export_tab(), "Batch export")
         self.tabs.addTab(self._make_stats_tab(), "Statistics")
         split = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        split.setObjectName("main")
         split.addWidget(left)
         split.addWidget(self.tabs)
         split.setStretchFactor(1, 1)
+        split.setCollapsible(0, False)
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(split)
@@ -126,6 +163,19 @@ class GeneratorPanel(Panel):
             QtCore.QTimer.singleShot(0, self.generate)
 
     # ------------------------------------------------------------------ generation
+    def _enter_generates(self, pane: QtWidgets.QWidget) -> None:
+        """Enter in any parameter field regenerates with the current seed (as "Same seed")."""
+        for w in pane.findChildren(QtWidgets.QWidget):
+            if isinstance(w, (QtWidgets.QAbstractSpinBox, QtWidgets.QLineEdit, QtWidgets.QComboBox)):
+                w.installEventFilter(self)
+
+    def eventFilter(self, obj, event) -> bool:
+        if event.type() == QtCore.QEvent.KeyPress and event.key() in (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter):
+            if isinstance(obj, QtWidgets.QComboBox) and obj.view().isVisible():
+                return False  # choosing an entry in an open list
+            self._enter_timer.start()  # after the field has taken its new value; one run per key press
+        return False
+
     def _collect(self) -> GeneratorSettings:
         self.settings.space_group = self.space_group.currentText().strip()
         self.settings.content.mode = self.mode.currentText()
@@ -150,14 +200,41 @@ class GeneratorPanel(Panel):
             result, self._prefetched = self._prefetched[1], None
             self._preview_ready(result, key, s)
             return
+        self._set_pending(True)
         if self._prefetching == key:  # computed ahead and not finished yet: show it when it is
             self._wanted = key
             return
         self.run("preview", preview_with_scene, s, self.seed, d_min, key[3], key="generator-preview",
                  track=False, label="Generate structure",
-                 on_result=lambda r, key=key, s=s: self._preview_ready(r, key, s))
+                 on_result=lambda r, key=key, s=s: self._preview_ready(r, key, s),
+                 on_error=lambda msg, tb: self._preview_failed(msg, tb))
+
+    # busy indicator of the preview the user waits for
+    def _set_pending(self, pending: bool) -> None:
+        if pending:
+            self._pending_since = time.perf_counter()
+            self._busy_timer.start()
+        else:
+            self._pending_since = None
+            self._busy_timer.stop()
+            self.busy.setVisible(False)
+            self.busy_label.setText("")
+
+    def _show_busy(self) -> None:
+        if self._pending_since is not None:
+            self.busy_label.setText(f"generating seed {self.seed}…")
+            self.busy.setVisible(True)
+
+    @property
+    def busy_shown(self) -> bool:
+        return self.busy.isVisible()
+
+    def _preview_failed(self, msg: str, tb: str) -> None:
+        self._set_pending(False)
+        self.error("Generate structure failed", msg, tb)
 
     def _preview_ready(self, result, key, settings: GeneratorSettings) -> None:
+        self._set_pending(False)
         self._show_preview(result)
         # the next seed is computed while the user looks at this one: "Next" then only redraws
         nxt = (key[0], key[1] + 1, key[2], key[3])
@@ -180,15 +257,32 @@ class GeneratorPanel(Panel):
             self._prefetching = None
         if self._wanted == key:  # the user asked for this seed: report as the direct run would
             self._wanted = None
-            self.error("Generate structure failed", msg, tb)
+            self._preview_failed(msg, tb)
 
     def _show_preview(self, result) -> None:
         data, seconds, scene = result
         st = data.structure
-        self.show_data(data, f"generated: {st.space_group.short_name}, seed {self.seed}, {st.n_sites} atoms in the "
+        self.show_data(data, f"generated: {st.space_group.name}, seed {self.seed}, {st.n_sites} atoms in the "
                              f"ASU, generated and calculated in {1e3 * seconds:.0f} ms", scene)
 
-    def show_data(self, data: CalculatedData, title: str, scene: Optional[SceneData] = None) -> None:
+    def empty_reason(self, data: CalculatedData, generated: bool) -> str:
+        """Why a structure has no atoms, in the user's words ('' when it has atoms)."""
+        st = data.structure
+        if st.n_sites:
+            return ""
+        if not generated:
+            return "the file holds a cell and symmetry but no atoms"
+        n_ops, v_lo = st.space_group.n_operations, self.settings.content.volume_per_atom[0]
+        need = n_ops * v_lo
+        if st.cell.volume < 0.5 * need:
+            return (f"no atoms: {st.space_group.name} has {n_ops} symmetry operations, so one atom in the asymmetric "
+                    f"unit needs V ≳ {need:.0f} Å³ at {v_lo:g} Å³ per atom, and this cell has V = {st.cell.volume:.0f} Å³ "
+                    f"(raise V min / a min, or choose a group with fewer operations)")
+        return ("no atoms: every atom was rejected by the distance rules (lower d min / the non-bonded minimum, "
+                "or raise the tries)")
+
+    def show_data(self, data: CalculatedData, title: str, scene: Optional[SceneData] = None,
+                  generated: bool = True) -> None:
         t0 = time.perf_counter()
         self.current, self.current_title = data, title
         st = data.structure
@@ -201,9 +295,15 @@ class GeneratorPanel(Panel):
         self.last_redraw_ms = 1e3 * (now - t0)
         total = f"; click to redraw {1e3 * (now - self._click_time):.0f} ms" if self._click_time else ""
         self._click_time = None
-        self.info.setText(f"{title}. Cell {st.cell}, V = {st.cell.volume:.1f} Å³. Cell content {formula}. "
-                          f"{len(data.hkl)} unique reflections to {data.d_min} Å{total}.")
-        log.info("%s%s", title, total)
+        self.empty_warning = self.empty_reason(data, generated)
+        text = (f"{title}. Cell {st.cell}, V = {st.cell.volume:.1f} Å³. Cell content {formula or '—'}. "
+                f"{len(data.hkl)} unique reflections to {data.d_min} Å{total}.")
+        if self.empty_warning:
+            self.info.setText(f"<span style='color:#c00000'><b>⚠ {self.empty_warning}.</b></span> {text}")
+            log.warning("%s: %s", title, self.empty_warning)
+        else:
+            self.info.setText(text)
+            log.info("%s%s", title, total)
 
     def reset_defaults(self) -> None:
         d = GeneratorSettings()
@@ -223,8 +323,9 @@ class GeneratorPanel(Panel):
             return calculated_data(read_structure(path), d_min=d_min, cancel=cancel)
 
         self.run(f"open {Path(path).name}", load, label=f"Reading {Path(path).name}",
-                 on_result=lambda data, p=path: self.show_data(data, f"{Path(p).name}: {data.structure.space_group.short_name}, "
-                                                                     f"{data.structure.n_sites} atoms in the ASU"))
+                 on_result=lambda data, p=path: self.show_data(data, f"{Path(p).name}: {data.structure.space_group.name}, "
+                                                                     f"{data.structure.n_sites} atoms in the ASU",
+                                                               generated=False))
         self.tabs.setCurrentIndex(0)
 
     def export_actions(self) -> list:
@@ -283,15 +384,22 @@ class GeneratorPanel(Panel):
         self.export_dmin = QtWidgets.QDoubleSpinBox(decimals=2, minimum=0.0, maximum=5.0, value=1.0, singleStep=0.1)
         self.export_dmin.setToolTip("Resolution limit in Å (0: none); F is 0 beyond it")
         self.export_dir = QtWidgets.QLineEdit(str(Path.home() / "crystalstudio_shards"))
+        self.export_dir.setToolTip("Folder for shard_00000.h5 …; complete shards already there with the same "
+                                   "parameters are kept (resume)")
         browse = QtWidgets.QPushButton("…")
+        browse.setToolTip("Choose the output folder")
         browse.clicked.connect(self._browse_export_dir)
         drow = QtWidgets.QHBoxLayout()
         drow.addWidget(self.export_dir, 1)
         drow.addWidget(browse)
         self.export_start = QtWidgets.QPushButton("Start export")
+        self.export_start.setToolTip("Generate the structures with the current parameters and seed and write them "
+                                     "with their reflections to HDF5 shards")
         self.export_cancel = QtWidgets.QPushButton("Cancel")
+        self.export_cancel.setToolTip("Stop the export; complete shards are kept and Start again resumes")
         self.export_cancel.setEnabled(False)
         self.export_progress = QtWidgets.QProgressBar(maximum=1000)
+        self.export_progress.setToolTip("Fraction of the structures written")
         self.export_eta = QtWidgets.QLabel("")
         b = QtWidgets.QHBoxLayout()
         b.addWidget(self.export_start)
@@ -351,8 +459,10 @@ class GeneratorPanel(Panel):
         self.export_cancel.setEnabled(False)
 
     def cancel_export(self) -> None:
-        if self.export_task is not None:
+        if self.export_task is not None and not self.export_task.is_done:
             self.export_task.cancel()
+            self.export_cancel.setEnabled(False)
+            self.export_eta.setText("cancelling…")
 
     # ------------------------------------------------------------------ statistics
     def _make_stats_tab(self) -> QtWidgets.QWidget:
@@ -361,11 +471,15 @@ class GeneratorPanel(Panel):
         row = QtWidgets.QHBoxLayout()
         self.stats_dir = QtWidgets.QLineEdit()
         self.stats_dir.setPlaceholderText("folder of real CIFs")
+        self.stats_dir.setToolTip("Folder of CIFs of real structures: their distributions are overlaid on the "
+                                  "generated ones and give the log-normal volume fit and element tables")
         browse = QtWidgets.QPushButton("…")
+        browse.setToolTip("Choose the folder of CIFs")
         browse.clicked.connect(self._browse_stats_dir)
         self.stats_n = QtWidgets.QSpinBox(minimum=0, maximum=100000, value=1000)
         self.stats_n.setToolTip("Generated structures to compare (current parameters)")
         self.stats_run = QtWidgets.QPushButton("Compute")
+        self.stats_run.setToolTip("Read the CIFs and generate the structures in the background, then compare")
         for x in (QtWidgets.QLabel("CIF folder"), self.stats_dir, browse, QtWidgets.QLabel("generated"), self.stats_n,
                   self.stats_run):
             row.addWidget(x)
@@ -376,10 +490,13 @@ class GeneratorPanel(Panel):
 
         for k, v in QUANTITIES.items():
             self.stats_quantity.addItem(v, k)
+        self.stats_quantity.setToolTip("Distribution shown in the plot")
         self.stats_fit = QtWidgets.QLabel("")
         self.apply_fit = QtWidgets.QPushButton("Use log-normal V fit")
         self.apply_fit.setToolTip("Set the cell volume distribution to the log-normal fitted to the real CIFs")
         self.apply_tables = QtWidgets.QPushButton("Use element tables from CIFs")
+        self.apply_tables.setToolTip("Draw elements with the frequencies found in the real CIFs (general and special "
+                                     "positions separately)")
         self.apply_fit.setEnabled(False)
         self.apply_tables.setEnabled(False)
         for x in (QtWidgets.QLabel("show"), self.stats_quantity, self.apply_fit, self.apply_tables):
@@ -387,9 +504,17 @@ class GeneratorPanel(Panel):
         row2.addStretch(1)
         lay.addLayout(row2)
         lay.addWidget(self.stats_fit)
-        self.stats_plot = HistogramPlot(title="real vs generated")
+        self.stats_plot = HistogramPlot(title="real vs generated", x_label="cell volume (Å³)",
+                                        y_label="probability density (1/Å³)")
         self.stats_table = QtWidgets.QTableWidget(0, 3)
         self.stats_table.setHorizontalHeaderLabels(["quantity", "KS statistic", "Wasserstein-1"])
+        for c, tip in enumerate(("The compared distribution",
+                                 "Kolmogorov–Smirnov statistic: largest gap between the two cumulative "
+                                 "distributions (0 = identical, 1 = disjoint)",
+                                 "Wasserstein-1 (earth mover's) distance, in the quantity's unit: how far the "
+                                 "generated distribution must be moved to match the real one")):
+            self.stats_table.horizontalHeaderItem(c).setToolTip(tip)
+        self.stats_table.setToolTip("Distances between the real and generated distributions")
         self.stats_table.horizontalHeader().setStretchLastSection(True)
         self.stats_table.setMaximumHeight(230)
         lay.addWidget(self.stats_plot, 1)
@@ -448,10 +573,22 @@ class GeneratorPanel(Panel):
 
     def _show_stats(self, *_) -> None:
         q = self.stats_quantity.currentData()
-        series = [(name, s.samples[q]) for name, s in (("real", self.stats_real), ("generated", self.stats_gen))
+        name = self.stats_quantity.currentText()
+        series = [(name_, s.samples[q]) for name_, s in (("real", self.stats_real), ("generated", self.stats_gen))
                   if s is not None]
         self.stats_plot.set_histograms(series)
-        self.stats_plot.plot.setTitle(self.stats_quantity.currentText())
+        unit = name[name.rfind("(") + 1:-1] if name.endswith(")") else ""
+        self.stats_plot.plot.setTitle(name)
+        self.stats_plot.plot.setLabel("bottom", name)
+        self.stats_plot.plot.setLabel("left", f"probability density (1/{unit})" if unit else "probability density")
+        c = self.settings.cell
+        if q == "volume" and c.volume_distribution == "lognormal":
+            lo, hi = self.stats_plot.x_range() or (np.exp(c.lognormal_mu - 3 * c.lognormal_sigma),
+                                                   np.exp(c.lognormal_mu + 3 * c.lognormal_sigma))
+            v = np.linspace(max(lo, 1e-6), hi, 300)
+            pdf = np.exp(-(np.log(v) - c.lognormal_mu) ** 2 / (2 * c.lognormal_sigma**2)) / (
+                v * c.lognormal_sigma * np.sqrt(2 * np.pi))
+            self.stats_plot.add_curve(f"log-normal used (μ {c.lognormal_mu:.3f}, σ {c.lognormal_sigma:.3f})", v, pdf)
 
     def apply_lognormal_fit(self) -> None:
         if self.stats_real is None:
@@ -461,6 +598,8 @@ class GeneratorPanel(Panel):
         cell.volume_distribution, cell.lognormal_mu, cell.lognormal_sigma = "lognormal", round(mu, 3), round(sigma, 3)
         self.cell_form.refresh()
         log.info("cell volumes now log-normal with mu=%.3f sigma=%.3f", mu, sigma)
+        self.stats_quantity.setCurrentIndex(self.stats_quantity.findData("volume"))
+        self._show_stats()
 
     def apply_element_tables(self) -> None:
         if self.stats_real is None:

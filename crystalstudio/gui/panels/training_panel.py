@@ -19,6 +19,7 @@ from ..views.forms import ParamsForm
 from ..views.image_view import ImagePanel
 from ..views.plots import CurvePlot
 from .base import Panel
+from .evaluation import open_evaluation
 
 log = logging.getLogger("crystalstudio")
 
@@ -99,11 +100,15 @@ class TrainingPanel(Panel):
         self.drop_button.setToolTip("Halve the learning rate now (as the papers did on plateaus)")
         self.attach_button = QtWidgets.QPushButton("Attach to run…")
         self.attach_button.setToolTip("Follow a run directory written by a headless or cluster run")
+        self.evaluate_button = QtWidgets.QPushButton("Evaluate on CIF folder…")
+        self.evaluate_button.setToolTip("Measure a PhAI checkpoint on real P2₁/c-family CIFs (solved fraction, median "
+                                        "map r, r against cell volume), as `crystalstudio evaluate` does")
+        self.evaluate_button.clicked.connect(lambda: open_evaluation(self, str(self.run_dir or self.cfg.run_dir)))
         for b in (self.pause_button, self.stop_button, self.drop_button):
             b.setEnabled(False)
         grid = QtWidgets.QGridLayout()
         for i, b in enumerate((self.load_cfg, self.save_cfg, self.start_button, self.pause_button, self.stop_button,
-                               self.drop_button, self.attach_button)):
+                               self.drop_button, self.attach_button, self.evaluate_button)):
             grid.addWidget(b, i // 2, i % 2)
         self.status = QtWidgets.QLabel("idle")
         self.status.setWordWrap(True)

@@ -143,6 +143,7 @@ class ImageView(QtWidgets.QWidget):
         self._overlays: list = []  # rings, warning texts: removed by clear()
         self._value_format = format_value
         self._rect = None
+        self._mask_counts: dict[str, int] = {}
         self._data32: Optional[np.ndarray] = None
         self._values_mode = False  # colour bar for non-image content (set_values)
         self._setting_levels = False
@@ -185,9 +186,10 @@ class ImageView(QtWidgets.QWidget):
         self.mask_item = pg.ImageItem(axisOrder=axis_order)
         self.mask_item.setZValue(-5)
         self.plot.addItem(self.mask_item)
-        self.mask_legend = pg.LegendItem(offset=(-5, 5), brush=(255, 255, 255, 210), labelTextColor=(0, 0, 0),
-                                         labelTextSize="8pt", verSpacing=-6)
-        self.mask_legend.setParentItem(self.plot.vb)
+        # the mask legend sits under the plot (never over the data): colour, meaning and pixel count per class
+        self.mask_legend = QtWidgets.QLabel("")
+        self.mask_legend.setWordWrap(True)
+        self.mask_legend.setTextFormat(QtCore.Qt.RichText)
         self.mask_legend.setVisible(False)
         self.colormap = pg.colormap.get("CET-D1" if diverging else cmap)
         self.colorbar_kind = colorbar
@@ -222,6 +224,7 @@ class ImageView(QtWidgets.QWidget):
         if toolbar:
             lay.addLayout(self.toolbar)
         lay.addWidget(self.graphics, 1)
+        lay.addWidget(self.mask_legend)
         lay.addWidget(self.readout)
 
         self.scale.currentIndexChanged.connect(self._rescale)
@@ -318,13 +321,14 @@ class ImageView(QtWidgets.QWidget):
             self.readout.setText("")
             return
         new_shape = self.data is None or self.data.shape != np.shape(data)
+        self.readout.setText("")  # a read-out of the previous image would describe data no longer shown
         self.data = np.asarray(data)
         self._data32 = None
         finite = np.isfinite(self.data)
         codes = None
         if mask is not None:
             mask = np.asarray(mask)
-            codes = mask.astype(np.int16) if mask.dtype != bool else mask.astype(np.int16)
+            codes = mask.astype(np.int8 if mask.dtype in (bool, np.int8) else np.int16, copy=False)
             if mask.dtype == bool:
                 mask_legend = mask_legend or {1: ("masked", (60, 160, 255, 200))}
         if not finite.all():
@@ -520,26 +524,38 @@ class ImageView(QtWidgets.QWidget):
     # ------------------------------------------------------------------ mask
     def _draw_mask(self) -> None:
         codes = self.mask
-        self.mask_legend.clear()
-        if codes is None or not (codes != 0).any():
+        self.mask_legend.setText("")
+        self._mask_counts = {}
+        if codes is None:
             self.mask_item.clear()
             self.mask_legend.setVisible(False)
             return
-        rgba = np.zeros(codes.shape + (4,), np.uint8)
-        lines = []
+        # one pass: counts per code and the overlay through a colour table indexed by code
+        lo = min(0, int(min(self.mask_legend_spec, default=0)))
+        hi = max(0, int(max(self.mask_legend_spec, default=0)))
+        idx = codes - np.asarray(lo, codes.dtype) if lo else codes
+        lut = np.zeros((hi - lo + 1, 4), np.uint8)
+        lines, html = [], []
         for code, (label, colour) in self.mask_legend_spec.items():
-            sel = codes == code
-            n = int(sel.sum())
+            n = int(np.count_nonzero(codes == code))
             if not n:
                 continue
-            rgba[sel] = colour
-            sample = pg.ScatterPlotItem(symbol="s", size=10, brush=pg.mkBrush(*colour), pen=pg.mkPen("k", width=0.5))
-            self.mask_legend.addItem(sample, f"{label}: {n:,} px".replace(",", " "))
-            lines.append(f"{label}: {n} pixels{self._positions(sel)}")
+            lut[code - lo] = colour
+            self._mask_counts[label] = n
+            r, g, b = colour[:3]
+            html.append(f"<span style='color:rgb({r},{g},{b})'>■</span>&nbsp;{label}:&nbsp;{n:,}&nbsp;px"
+                        .replace(",", "&#8239;"))
+            lines.append(f"{label}: {n} pixels{self._positions(codes == code) if n <= 200 else ''}")
+        if not lines:
+            self.mask_item.clear()
+            self.mask_legend.setVisible(False)
+            return
+        rgba = lut.view(np.uint32).ravel().take(idx).view(np.uint8).reshape(codes.shape + (4,))  # RGBA per pixel
         self.mask_item.setImage(rgba, autoLevels=False, levels=(0, 255))
         if self._rect is not None:
             self.mask_item.setRect(QtCore.QRectF(*self._rect))
-        self.mask_legend.setVisible(bool(lines))
+        self.mask_legend.setText("masked: " + " &nbsp; ".join(html))
+        self.mask_legend.setVisible(True)
         self.mask_report = "\n".join(lines)
         self.mask_legend.setToolTip(self.mask_report)
 
@@ -554,10 +570,7 @@ class ImageView(QtWidgets.QWidget):
 
     def masked_counts(self) -> dict[str, int]:
         """{legend label: number of pixels} of the current mask."""
-        if self.mask is None:
-            return {}
-        return {label: int((self.mask == code).sum()) for code, (label, _) in self.mask_legend_spec.items()
-                if (self.mask == code).any()}
+        return dict(self._mask_counts) if self.mask is not None else {}
 
     # ------------------------------------------------------------------ detector mode
     def set_detector_frame(self, frame, rings: bool = True, scale: Optional[str] = None) -> None:

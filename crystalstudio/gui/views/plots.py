@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pyqtgraph as pg
 import pyqtgraph.exporters
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtWidgets
 
 from ...io.common import atomic_output, atomic_path
 
@@ -16,13 +16,16 @@ PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 1
 
 
 class ExportablePlot(QtWidgets.QWidget):
+    """A plot with labelled axes (the y axis is labelled with the title when no y_label is given) and PNG/CSV
+    export of what is shown."""
+
     def __init__(self, parent=None, title: str = "", x_label: str = "", y_label: str = ""):
         super().__init__(parent)
         self.plot = pg.PlotWidget(title=title)
         self.plot.setBackground("w")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", x_label)
-        self.plot.setLabel("left", y_label)
+        self.plot.setLabel("left", y_label or title)
         self.legend = self.plot.addLegend(offset=(-10, 10))
         self.png_button = QtWidgets.QPushButton("PNG…")
         self.csv_button = QtWidgets.QPushButton("CSV…")
@@ -66,12 +69,15 @@ class ExportablePlot(QtWidgets.QWidget):
 
 
 class HistogramPlot(ExportablePlot):
+    """Normalised histograms overlaid on common bins, optionally with model curves (a fitted density)."""
+
     def set_histograms(self, series: Sequence[tuple[str, np.ndarray]], bins: int = 40,
                        range_: Optional[tuple[float, float]] = None) -> None:
         """Normalised (density) histograms overlaid on common bins."""
         self.plot.clear()
         self.legend.clear()
         self._table = {}
+        self._range = None
         data = [(n, np.asarray(x, dtype=float)) for n, x in series if x is not None and len(x)]
         if not data:
             return
@@ -86,6 +92,17 @@ class HistogramPlot(ExportablePlot):
             self.plot.plot(edges, h, stepMode="center", fillLevel=0, brush=(*c, 80), pen=pg.mkPen(c, width=2),
                            name=f"{name} ({len(x)})")
             self._table[name] = (0.5 * (edges[1:] + edges[:-1]), h)
+        self._range = (float(edges[0]), float(edges[-1]))
+
+    def x_range(self) -> Optional[tuple[float, float]]:
+        """The binned range of the histograms shown (None when nothing is shown)."""
+        return getattr(self, "_range", None) if self._table else None
+
+    def add_curve(self, name: str, x, y) -> None:
+        """A model curve over the histograms (e.g. the fitted probability density), dashed black."""
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        self.plot.plot(x, y, pen=pg.mkPen((20, 20, 20), width=2, style=QtCore.Qt.DashLine), name=name)
+        self._table[name] = (x, y)
 
 
 class CurvePlot(ExportablePlot):
@@ -95,11 +112,15 @@ class CurvePlot(ExportablePlot):
         self._curves: dict[str, pg.PlotDataItem] = {}
 
     def set_curve(self, name: str, x, y) -> None:
+        """Line with markers while the curve has few points (a one-point curve stays visible)."""
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         if name not in self._curves:
             c = PALETTE[len(self._curves) % len(PALETTE)]
-            self._curves[name] = self.plot.plot([], [], pen=pg.mkPen(c, width=2), name=name)
-        self._curves[name].setData(x, y)
+            self._curves[name] = self.plot.plot([], [], pen=pg.mkPen(c, width=2), name=name, symbol="o",
+                                                symbolSize=6, symbolBrush=c, symbolPen=None)
+        item = self._curves[name]
+        item.setSymbol("o" if len(x) <= 60 else None)
+        item.setData(x, y)
         self._table[name] = (x, y)
 
     def clear_curves(self) -> None:

@@ -25,6 +25,7 @@ class ReciprocalPlaneView(QtWidgets.QWidget):
         self.hkl = np.zeros((0, 3), dtype=int)
         self.values = np.zeros(0)
         self._shown = None
+        self._brushes = None
         self.plane_box = QtWidgets.QComboBox()
         self.plane_box.addItems([p for p, _ in PLANES])
         self.plane_box.setToolTip("Which reciprocal plane: the index named n is fixed")
@@ -105,8 +106,7 @@ class ReciprocalPlaneView(QtWidgets.QWidget):
         xy = np.stack([s @ e1, s @ e2], axis=1)
         self._spacing = min(np.linalg.norm(B[:, others[0]]), np.linalg.norm(B[:, others[1]]))
         self._shown = (h, v, xy)
-        self.scatter.setData(x=xy[:, 0], y=xy[:, 1], size=self._spacing * 0.5, pxMode=False, data=np.arange(len(h)))
-        self.view.set_values(v, quantity="|F|" if amplitude else "I", unit="e" if amplitude else "e²")
+        self.view.set_values(v, quantity="|F|" if amplitude else "I", unit="e" if amplitude else "e²")  # recolours
         self.view.zoom_to_data()
         self.readout.setText(f"{len(h)} reflections in the plane; max {v.max():.4g}")
 
@@ -118,7 +118,13 @@ class ReciprocalPlaneView(QtWidgets.QWidget):
         h, v, xy = self._shown
         t = self.view.normalised(v)
         sizes = self._spacing * (0.12 + 0.85 * t)  # Å⁻¹
-        self.scatter.setData(x=xy[:, 0], y=xy[:, 1], size=sizes, brush=self.view.colors_for(v), pen=None, pxMode=False,
+        # colours quantised to 64 steps of the map: shared brush objects draw much faster than one per disc
+        k = np.minimum((t * 64).astype(int), 63)
+        if self._brushes is None or self._brushes[0] is not self.view.colormap:
+            lut = self.view.colormap.map(np.linspace(0, 1, 64), mode="qcolor")
+            self._brushes = (self.view.colormap, [pg.mkBrush(c) for c in lut])
+        brushes = [self._brushes[1][i] for i in k]
+        self.scatter.setData(x=xy[:, 0], y=xy[:, 1], size=sizes, brush=brushes, pen=None, pxMode=False,
                              data=np.arange(len(h)))
 
     def _mouse_moved(self, pos) -> None:

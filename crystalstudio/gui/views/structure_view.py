@@ -1,5 +1,6 @@
-"""3D view (vispy/OpenGL): atoms coloured by element, bonds, the unit-cell box, peaks, and a density
-isosurface at a σ level. Rotate with the left mouse button, zoom with the wheel.
+"""3D view (vispy/OpenGL): atoms coloured by element (legend above the view), bonds, the unit-cell box with
+its a, b, c edges drawn as an axis triad (red, green, blue, labelled), peaks, and a density isosurface at a
+σ level. Rotate with the left mouse button, zoom with the wheel.
 
 Without an OpenGL context (e.g. QT_QPA_PLATFORM=offscreen) the widget says so instead of crashing.
 """
@@ -12,10 +13,9 @@ from typing import Optional
 import numpy as np
 from PySide6 import QtCore, QtWidgets
 
-from ...crystal.elements import covalent_radius
+from ...crystal.elements import covalent_radius, element_color
 from ...crystal.maps import DensityMap
 from ...crystal.structure import Structure
-from ...crystal.elements import element_color
 from ...crystal.scene import SceneData, build_scene
 
 
@@ -31,6 +31,7 @@ class Structure3DView(QtWidgets.QWidget):
         self.dmap: Optional[DensityMap] = None
         self.peaks: Optional[np.ndarray] = None
         self._scene_data: Optional[SceneData] = None
+        self.legend_elements: list[str] = []
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         row = QtWidgets.QHBoxLayout()
@@ -38,11 +39,17 @@ class Structure3DView(QtWidgets.QWidget):
         self.iso_level.setToolTip("Isosurface level in σ of the map")
         self.show_iso = QtWidgets.QCheckBox("isosurface")
         self.show_iso.setChecked(True)
+        self.show_iso.setToolTip("Show the density isosurface at the level below")
         self.show_bonds = QtWidgets.QCheckBox("bonds")
         self.show_bonds.setChecked(True)
+        self.show_bonds.setToolTip("Draw bonds between atoms closer than the sum of their covalent radii (+ 0.45 Å)")
+        self.legend = QtWidgets.QLabel("")
+        self.legend.setToolTip("Atom colours by element (Jmol scheme); red crosses: peaks. Cell edges: a red, "
+                               "b green, c blue")
         for w in (self.show_bonds, self.show_iso, QtWidgets.QLabel("level σ"), self.iso_level):
             row.addWidget(w)
         row.addStretch(1)
+        row.addWidget(self.legend)
         lay.addLayout(row)
         self.canvas = None
         if opengl_available():
@@ -73,7 +80,13 @@ class Structure3DView(QtWidgets.QWidget):
         self.markers.set_gl_state("translucent", depth_test=True)
         self.peak_markers = scene.visuals.Markers(parent=self.view.scene)
         self.bonds = scene.visuals.Line(parent=self.view.scene, connect="segments", color=(0.35, 0.35, 0.35, 1), width=3)
-        self.box = scene.visuals.Line(parent=self.view.scene, connect="segments", color=(0.1, 0.1, 0.6, 1), width=1.5)
+        self.box = scene.visuals.Line(parent=self.view.scene, connect="segments", color=(0.35, 0.35, 0.5, 1), width=1.5)
+        # axis triad: the a, b, c edges from the origin, coloured and labelled
+        self.triad = scene.visuals.Line(parent=self.view.scene, connect="segments", width=4,
+                                        color=np.zeros((6, 4), np.float32))
+        self.triad_labels = scene.visuals.Text(["a", "b", "c"], parent=self.view.scene, font_size=14, bold=True,
+                                               color=[(0.85, 0.1, 0.1, 1), (0.1, 0.6, 0.1, 1), (0.1, 0.2, 0.9, 1)],
+                                               pos=np.zeros((3, 3)))
         self.iso = scene.visuals.Mesh(parent=self.view.scene, color=(0.2, 0.4, 1.0, 0.35))
         self.iso.set_gl_state("translucent", depth_test=True, cull_face=False)
         self.iso.visible = False
@@ -98,18 +111,42 @@ class Structure3DView(QtWidgets.QWidget):
             self._scene_data = sd
         return sd
 
+    def _update_legend(self, sd: Optional[SceneData]) -> None:
+        elements = sorted(set(sd.elements) if sd is not None and len(sd.xyz) else set(),
+                          key=lambda e: (e != "C", e != "H", e))
+        html = []
+        for e in elements:
+            r, g, b = (int(255 * c) for c in element_color(e))
+            dot = "●" if 0.3 * r + 0.59 * g + 0.11 * b < 215 else "○"  # white atoms: drawn with their grey rim
+            if dot == "○":
+                r = g = b = 80
+            html.append(f"<span style='color:rgb({r},{g},{b}); font-size:14pt'>{dot}</span>&nbsp;{e}")
+        if self.peaks is not None and len(self.peaks):
+            html.append("<span style='color:rgb(255,50,50); font-size:12pt'>✚</span>&nbsp;peaks")
+        self.legend.setText("&nbsp;&nbsp;".join(html))
+        self.legend_elements = elements
+
     def redraw(self, *_) -> None:
         if self.canvas is None:
+            self._update_legend(self._current_scene() if self.structure is not None else None)
             return
         cell = self.structure.cell if self.structure is not None else (self.dmap.cell if self.dmap is not None else None)
         if cell is None:
             self.markers.set_data(np.zeros((0, 3)))
+            self._update_legend(None)
             return
         A = cell.orthogonalization
         corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
         edges = [(a, b) for a in range(8) for b in range(a + 1, 8) if np.sum(np.abs(corners[a] - corners[b])) == 1]
         self.box.set_data(pos=np.array([corners[e] for pair in edges for e in pair]) @ A.T)
+        axes_rgba = np.array([(0.85, 0.1, 0.1, 1), (0.1, 0.6, 0.1, 1), (0.1, 0.2, 0.9, 1)], np.float32)
+        self.triad.set_data(pos=np.array([[0, 0, 0], A[:, 0], [0, 0, 0], A[:, 1], [0, 0, 0], A[:, 2]]),
+                            color=np.repeat(axes_rgba, 2, axis=0))
+        centre = A @ np.array([0.5, 0.5, 0.5])
+        # labels beside the middle of each edge, pushed away from the cell centre (visible however it is turned)
+        self.triad_labels.pos = np.array([0.5 * A[:, k] + 0.12 * (0.5 * A[:, k] - centre) for k in range(3)])
         sd = self._current_scene()
+        self._update_legend(sd)
         if len(sd.xyz):
             colors = np.array([(*element_color(e), 1.0) for e in sd.elements])
             sizes = np.array([8 + 10 * covalent_radius(e) for e in sd.elements])
