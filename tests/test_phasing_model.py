@@ -125,6 +125,9 @@ def test_elements_from_electron_counts_and_geometry():
     st = Structure(UnitCell(5.5592, 5.5592, 5.5592), SpaceGroup.from_name("Pm-3m"),
                    [Site("a", "Cs", [0, 0, 0]), Site("b", "Sn", [0.5, 0.5, 0.5]), Site("c", "Cl", [0, 0, 0.5])])
     assert swap_by_geometry(["Cs", "Sn", "Cl"], np.array([55.0, 54.1, 15.8]), st) == ["Sn", "Cs", "Cl"]
+    # no cell content: electrons on an unknown scale (here ½), the lighter 60 % of the sites taken as carbon
+    el, s = assign_elements(np.array([3.0, 3.1, 2.9, 3.5, 4.0, 8.1]), None, 4)
+    assert s == pytest.approx(6 / 3.05) and el == ["C", "C", "C", "N", "O", "S"]
 
 
 def test_placeholders_and_bad_sigmas_are_dropped(tmp_path):

@@ -262,7 +262,8 @@ def assign_elements(electrons: np.ndarray, composition: Optional[Composition], n
     With a composition: the scale starts from the electron total (Σ electrons × multiplicity against the
     non-H electrons of the cell content), then alternates with a minimum-cost assignment of sites to the
     element slots (cost (ln sZ_est − ln Z)²; slots beyond the composition's share cost `overflow_penalty`
-    more) and the median ratio of assigned to estimated electrons. Without: the nearest common element.
+    more) and the median ratio of assigned to estimated electrons. Without: the nearest common element, with
+    the scale that makes the median of the lighter 60 % of the sites carbon (6 electrons).
     `multiplicity`: atoms per cell of each site (n_ops / site-symmetry order; default n_ops).
     """
     z = np.maximum(np.asarray(electrons, dtype=np.float64), 1e-6)
@@ -270,7 +271,9 @@ def assign_elements(electrons: np.ndarray, composition: Optional[Composition], n
     if n == 0:
         return [], 1.0
     if composition is None or not composition.non_hydrogen:
-        return [min(COMMON_ELEMENTS, key=lambda e: abs(atomic_number(e) - zz)) for zz in z], 1.0
+        # no cell content: the lighter 60 % of the sites taken as carbon-like (organic crystals), the rest by ratio
+        scale = 6.0 / float(np.median(np.sort(z)[: max(1, int(np.ceil(0.6 * n)))]))
+        return [min(COMMON_ELEMENTS, key=lambda e: abs(atomic_number(e) - scale * zz)) for zz in z], scale
     mult = np.full(n, float(n_operations)) if multiplicity is None else np.asarray(multiplicity, dtype=float)
     slots = element_slots(composition, n_operations)
     names, zs, pen = [], [], []
