@@ -93,6 +93,14 @@ class TrainConfig(Params):
                 raise _err(source, f"{key}: a {other} setting; this configuration trains {kind}")
         return target
 
+    def to_dict(self, complete: bool = True) -> dict:
+        """As Params.to_dict; a non-PhAI configuration always names its kind (a saved default DSFU-Net
+        configuration would otherwise load as PhAI)."""
+        d = super().to_dict(complete)
+        if self.kind != "phai" and "kind" not in d:
+            d = {"kind": self.kind, **d}
+        return d
+
     def summary(self) -> str:
         return f"{self.kind} in {self.run_dir}: {self.steps} steps, batch {self.batch_size}, {self.optimizer} lr {self.lr:g}"
 
