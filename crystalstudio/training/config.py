@@ -147,7 +147,8 @@ class PhAITrainConfig(TrainConfig):
     drop_max: float = param(0.15, ge=0, lt=1, label="Max dropped fraction",
                             help="up to this fraction of reflections dropped at random per structure")
     pool_size: int = param(0, ge=0, label="Pool size",
-                           help="> 0: generate structures in pools of this size, used in order (faster on a GPU)")
+                           help="> 0: generate structures in pools of this size, used in order; on a GPU the next "
+                                "pool is made in the background while this one is used (65536 keeps an H200 busy)")
     weight_structures: int = param(512, ge=1, label="Loss-weight structures",
                                    help="generated structures whose mean |F| per reflection weights the loss "
                                         "(fixed for the run)")
