@@ -93,6 +93,14 @@ class TrainConfig(Params):
                 raise _err(source, f"{key}: a {other} setting; this configuration trains {kind}")
         return target
 
+    def to_dict(self, complete: bool = True) -> dict:
+        """As Params.to_dict; a non-PhAI configuration always names its kind (a saved default DSFU-Net
+        configuration would otherwise load as PhAI)."""
+        d = super().to_dict(complete)
+        if self.kind != "phai" and "kind" not in d:
+            d = {"kind": self.kind, **d}
+        return d
+
     def summary(self) -> str:
         return f"{self.kind} in {self.run_dir}: {self.steps} steps, batch {self.batch_size}, {self.optimizer} lr {self.lr:g}"
 
@@ -139,7 +147,8 @@ class PhAITrainConfig(TrainConfig):
     drop_max: float = param(0.15, ge=0, lt=1, label="Max dropped fraction",
                             help="up to this fraction of reflections dropped at random per structure")
     pool_size: int = param(0, ge=0, label="Pool size",
-                           help="> 0: generate structures in pools of this size, used in order (faster on a GPU)")
+                           help="> 0: generate structures in pools of this size, used in order; on a GPU the next "
+                                "pool is made in the background while this one is used (65536 keeps an H200 busy)")
     weight_structures: int = param(512, ge=1, label="Loss-weight structures",
                                    help="generated structures whose mean |F| per reflection weights the loss "
                                         "(fixed for the run)")

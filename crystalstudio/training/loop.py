@@ -73,6 +73,10 @@ class TrainingHooks:
     def start_info(self) -> dict:
         return {}
 
+    def start_events(self) -> list[str]:
+        """Warnings written to the metrics log when the run starts (e.g. a setting that will slow it)."""
+        return []
+
 
 class RunLoop:
     """One run of `hooks` under `cfg`. `progress(fraction, message)`, `cancel` (is_set()), `control`
@@ -232,6 +236,8 @@ class RunLoop:
         if cfg.amp and not self.use_amp:
             self.record({"step": start, "kind": "event", "event": f"mixed precision applies on CUDA only; "
                                                                   f"float32 on {self.device.type}"})
+        for event in self.hooks.start_events():
+            self.record({"step": start, "kind": "event", "event": event})
         t_begin = t_last = time.perf_counter()
         reason, result, step = None, {}, start
         if start >= cfg.steps:

@@ -41,6 +41,55 @@ def _sample_map(amplitudes, phases_deg, max_index: int = 10):
     return density_map(UnitCell(10, 10, 10, 90, 90, 90), sg, hkl, F, grid=(24, 24, 24))
 
 
+def format_rate(rate, unit: str) -> str:
+    """A throughput as a user reads it: "—" until measured (missing, zero or not finite), never "0 planes/s"."""
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        return "—"
+    if not np.isfinite(rate) or rate <= 0:
+        return "—"
+    return f"{rate:.0f} {unit}" if rate >= 100 else f"{rate:.3g} {unit}"
+
+
+def format_duration(seconds) -> str:
+    """"2 h 05 min", "3 min 20 s", "40 s"; "—" when unknown."""
+    if seconds is None or not np.isfinite(seconds) or seconds < 0:
+        return "—"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+def progress_figures(records: list[dict], total_steps: Optional[int], window: int = 20):
+    """(throughput text, ETA text) from a run's records: the throughput is the median of the last `window`
+    training steps' own figure (structures/s or planes/s); the ETA is the remaining steps times the median
+    wall time per step (`step_s`, which includes validation and checkpoints). "—" where not measured yet,
+    for an ended run, or when the run's length is unknown."""
+    start = max((i for i, r in enumerate(records) if r.get("kind") == "start"), default=-1)
+    current = records[start + 1:]
+    tr = [r for r in current if r.get("kind") == "train"][-window:]
+    ended = any(r.get("kind") == "end" for r in current)
+    rate = "—"
+    if tr:
+        unit = "structures/s" if "structures_per_s" in tr[-1] else "planes/s"
+        vals = [r.get("structures_per_s", r.get("planes_per_s")) for r in tr]
+        vals = [float(v) for v in vals if isinstance(v, (int, float)) and np.isfinite(v) and v > 0]
+        rate = format_rate(float(np.median(vals)) if vals else None, unit)
+    if ended:
+        return rate, "run ended"
+    if not tr or not total_steps:
+        return rate, "—"
+    per_step = [float(r["step_s"]) for r in tr if isinstance(r.get("step_s"), (int, float)) and r["step_s"] > 0]
+    if not per_step:
+        return rate, "—"
+    remaining = max(int(total_steps) - int(tr[-1]["step"]), 0)
+    return rate, format_duration(remaining * float(np.median(per_step)))
+
+
 def read_sample(path: str):
     """("phai", (true map, predicted map)) or ("dsfu", five planes) from a run's sample.npz; None when the
     file is being replaced (worker side)."""
@@ -71,6 +120,9 @@ class TrainingPanel(Panel):
         self._sample_mtime = 0.0
         self.cfg: TrainConfig = PhAITrainConfig()
         self.config_path: Optional[str] = None
+        self._attached = False  # following a run directory written by another process
+        self._run_steps: Optional[int] = None  # the followed run's length (for the ETA), when known
+        self._final = None
 
         # ---- settings: one form built from the configuration class, editing self.cfg in place
         self.kind = QtWidgets.QComboBox()
@@ -99,7 +151,9 @@ class TrainingPanel(Panel):
         self.drop_button = QtWidgets.QPushButton("Drop LR ×0.5")
         self.drop_button.setToolTip("Halve the learning rate now (as the papers did on plateaus)")
         self.attach_button = QtWidgets.QPushButton("Attach to run…")
-        self.attach_button.setToolTip("Follow a run directory written by a headless or cluster run")
+        self.attach_button.setToolTip("Follow a run directory written by a headless or cluster run (its curves, "
+                                       "validation sample and configuration; Pause, Stop and Drop LR act on it "
+                                       "while it runs)")
         self.evaluate_button = QtWidgets.QPushButton("Evaluate on CIF folder…")
         self.evaluate_button.setToolTip("Measure a PhAI checkpoint on real P2₁/c-family CIFs (solved fraction, median "
                                         "map r, r against cell volume), as `crystalstudio evaluate` does")
@@ -112,6 +166,16 @@ class TrainingPanel(Panel):
             grid.addWidget(b, i // 2, i % 2)
         self.status = QtWidgets.QLabel("idle")
         self.status.setWordWrap(True)
+        self.status.setToolTip("The run's last step: loss and learning rate, or how it ended")
+        self.rate_label = QtWidgets.QLabel("—")
+        self.rate_label.setToolTip("Throughput: median of the last 20 training steps (structures/s for PhAI, "
+                                   "planes/s for DSFU-Net, data generation included); — until measured")
+        self.eta_label = QtWidgets.QLabel("—")
+        self.eta_label.setToolTip("Time to the run's last step: remaining steps × median wall time per step "
+                                  "(validation and checkpoints included); — until measured")
+        figures = QtWidgets.QFormLayout()
+        figures.addRow("Throughput", self.rate_label)
+        figures.addRow("ETA", self.eta_label)
         left = QtWidgets.QWidget()
         ll = QtWidgets.QVBoxLayout(left)
         top = QtWidgets.QFormLayout()
@@ -120,31 +184,49 @@ class TrainingPanel(Panel):
         ll.addWidget(self.form_area, 1)
         ll.addWidget(self.resume)
         ll.addLayout(grid)
+        ll.addLayout(figures)
         ll.addWidget(self.status)
 
         # ---- views
-        self.loss_plot = CurvePlot(title="training loss", x_label="step")
-        self.metric_plot = CurvePlot(title="validation", x_label="step")
-        self.lr_plot = CurvePlot(title="learning rate", x_label="step", log_y=True)
+        self.loss_plot = CurvePlot(title="training loss", x_label="optimiser step", y_label="loss")
+        self.metric_plot = CurvePlot(title="validation", x_label="optimiser step", y_label="validation metric",
+                                     markers="always")
+        self.lr_plot = CurvePlot(title="learning rate", x_label="optimiser step", y_label="learning rate", log_y=True)
         self.true_slab = DensitySlabView(title="validation sample: true phases")
         self.pred_slab = DensitySlabView(title="predicted phases")
-        self.sample_images = [ImagePanel(t) for t in ("input", "I_FF true", "I_FF predicted", "I_SRO true", "I_SRO predicted")]
-        curves = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        self.sample_images = [ImagePanel(t, quantity="I", unit="relative", toolbar=False)
+                              for t in ("input", "I_FF true", "I_FF predicted", "I_SRO true", "I_SRO predicted")]
+        curves = QtWidgets.QSplitter(QtCore.Qt.Horizontal, objectName="curves")
         for w in (self.loss_plot, self.metric_plot, self.lr_plot):
             curves.addWidget(w)
         self.sample_stack = QtWidgets.QStackedWidget()
-        phai_sample = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        phai_sample = QtWidgets.QSplitter(QtCore.Qt.Horizontal, objectName="phai_sample")
         phai_sample.addWidget(self.true_slab)
         phai_sample.addWidget(self.pred_slab)
-        dsfu_sample = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
-        for w in self.sample_images:
-            dsfu_sample.addWidget(w)
+        # DSFU-Net: the input large on the left; true and predicted side by side, I_FF above I_SRO
+        dsfu_sample = QtWidgets.QWidget()
+        g = QtWidgets.QGridLayout(dsfu_sample)
+        g.setContentsMargins(0, 0, 0, 0)
+        g.addWidget(self.sample_images[0], 0, 0, 2, 1)
+        for k, w in enumerate(self.sample_images[1:]):
+            g.addWidget(w, k // 2, 1 + k % 2)
+        for c in range(3):
+            g.setColumnStretch(c, 1)
         self.sample_stack.addWidget(phai_sample)
         self.sample_stack.addWidget(dsfu_sample)
-        right = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        self.no_sample = QtWidgets.QLabel("The validation sample (true against predicted) appears here after the "
+                                          "run's first validation.")
+        self.no_sample.setAlignment(QtCore.Qt.AlignCenter)
+        self.no_sample.setWordWrap(True)
+        self.sample_stack.addWidget(self.no_sample)
+        self.sample_stack.setCurrentWidget(self.no_sample)
+        right = QtWidgets.QSplitter(QtCore.Qt.Vertical, objectName="views")
         right.addWidget(curves)
         right.addWidget(self.sample_stack)
-        split = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        right.setStretchFactor(0, 2)
+        right.setStretchFactor(1, 3)
+        right.setSizes([260, 440])  # the sample images need the height (DSFU-Net: two rows)
+        split = QtWidgets.QSplitter(QtCore.Qt.Horizontal, objectName="main")
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
@@ -170,11 +252,35 @@ class TrainingPanel(Panel):
         Generator panel) and so are fields without an editor."""
         self.form = ParamsForm(self.cfg, "Run configuration", exclude=["generator"])
         self.form.invalid.connect(lambda path, msg: self.status.setText(f"{path}: {msg}"))
+        self.form.changed.connect(lambda path: self._update_field_states())
         self.form_area.setWidget(self.form)
+        self._update_field_states()
         self.kind.blockSignals(True)
         self.kind.setCurrentIndex(1 if self.cfg.kind == "dsfu" else 0)
         self.kind.blockSignals(False)
-        self.sample_stack.setCurrentIndex(1 if self.cfg.kind == "dsfu" else 0)
+        if self.sample_stack.currentWidget() is not self.no_sample:
+            self.sample_stack.setCurrentIndex(1 if self.cfg.kind == "dsfu" else 0)
+
+    # fields that only act under another field's value: (field, condition on the configuration, why it is off)
+    DEPENDENT_FIELDS = (
+        ("betas", lambda c: c.optimizer in ("adam", "adamw"), "RMSprop has no betas"),
+        ("step_every", lambda c: c.schedule == "step", "only the 'step' schedule uses it"),
+    )
+
+    def _update_field_states(self) -> None:
+        """The form holds only the selected network's fields (switching the network rebuilds it); within it,
+        a field that the current choices do not use is disabled, with the reason in its tooltip."""
+        form = self.form
+        if form is None:
+            return
+        for name, used, why in self.DEPENDENT_FIELDS:
+            if name not in form.editors:
+                continue
+            on = bool(used(self.cfg))
+            for w in form._widgets(name):
+                w.setEnabled(on)
+                tip = w.toolTip().split("\n\n(off: ")[0]
+                w.setToolTip(tip if on else f"{tip}\n\n(off: {why})")
 
     def _kind_changed(self, index: int) -> None:
         self.set_config(DSFUTrainConfig() if index == 1 else PhAITrainConfig(), None)
@@ -224,6 +330,8 @@ class TrainingPanel(Panel):
         if cfg.device == "auto" and "device" not in cfg.model_fields_set and self.window_.device() == "cpu":
             cfg.device = "cpu"  # the preferences say CPU and the configuration names no device
         self.control = RunControl(cfg.run_dir)
+        self._attached = False
+        self._run_steps = cfg.steps
         self._follow(Path(cfg.run_dir), reset=True)
         self.task = self.run("training", train, cfg, resume=self.resume.isChecked(), control=self.control,
                              label=f"Training {cfg.kind}", on_result=self._finished, on_done=self._ended,
@@ -231,35 +339,64 @@ class TrainingPanel(Panel):
         self._set_running(True)
         self.status.setText(f"training {cfg.kind} in {cfg.run_dir} on {cfg.device}")
 
+    def own_run_live(self) -> bool:
+        return self.task is not None and not self.task.is_done
+
+    def run_live(self) -> bool:
+        """A run that Pause, Stop and Drop LR can act on: this panel's, or an attached one whose log has not
+        ended (no 'end' record after its last 'start')."""
+        if self.own_run_live():
+            return True
+        if not self._attached or self.follower is None:
+            return False
+        for r in reversed(self.records):
+            if r.get("kind") in ("start", "end"):
+                return r["kind"] == "start"
+        return True  # attached to a log without start record yet: the run is starting
+
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
-        for b in (self.pause_button, self.stop_button, self.drop_button):
-            b.setEnabled(running or self.follower is not None)
         self.kind.setEnabled(not running)
         self.load_cfg.setEnabled(not running)
+        self.attach_button.setEnabled(not running)
         if self.form is not None:
             self.form.setEnabled(not running)
+        self._refresh_run_controls()
+
+    def _refresh_run_controls(self) -> None:
+        live = self.run_live()
+        for b in (self.pause_button, self.stop_button, self.drop_button):
+            b.setEnabled(live)
+        if not live and self.pause_button.isChecked():
+            self.pause_button.blockSignals(True)  # the run is over: nothing to resume
+            self.pause_button.setChecked(False)
+            self.pause_button.blockSignals(False)
+            self.pause_button.setText("Pause")
 
     def stop(self) -> None:
-        if self.task is not None and not self.task.is_done:
+        if self.own_run_live():
             self.control.request_stop()
             self.control.set_paused(False)
-        elif self.run_dir is not None:
+        elif self.run_live() and self.run_dir is not None:
             RunControl.write_request(self.run_dir, stop=True)
+        else:
+            return
         self.status.setText("stopping (a checkpoint is written)…")
 
     def set_paused(self, paused: bool) -> None:
-        if self.task is not None and not self.task.is_done:
+        if self.own_run_live():
             self.control.set_paused(paused)
-        elif self.run_dir is not None:
+        elif self.run_live() and self.run_dir is not None:
             RunControl.write_request(self.run_dir, pause=paused)
         self.pause_button.setText("Resume" if paused else "Pause")
 
     def drop_lr(self) -> None:
-        if self.task is not None and not self.task.is_done:
+        if self.own_run_live():
             self.control.request_lr_drop(0.5)
-        elif self.run_dir is not None:
+        elif self.run_live() and self.run_dir is not None:
             RunControl.write_request(self.run_dir, drop_lr=0.5)
+        else:
+            return
         log.info("learning-rate drop ×0.5 requested")
 
     def _finished(self, result) -> None:
@@ -273,14 +410,26 @@ class TrainingPanel(Panel):
     def _ended(self) -> None:
         self.poll()  # the last records first, then the run's own summary
         self._set_running(False)
-        self.pause_button.setChecked(False)
-        if getattr(self, "_final", None):
+        if self._final:
             self.status.setText(self._final)
             self._final = None
 
     # ------------------------------------------------------------------ following a run directory
+    def attach_start_dir(self) -> str:
+        """Where "Attach to run…" starts browsing: the run followed now, else the configuration's run
+        directory, else the nearest existing folder above it."""
+        for d in (self.run_dir, Path(self.cfg.run_dir).expanduser()):
+            if d is None:
+                continue
+            d = Path(d).absolute()
+            while not d.is_dir() and d != d.parent:
+                d = d.parent
+            if d.is_dir():
+                return str(d)
+        return ""
+
     def _ask_attach(self) -> None:
-        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Run directory", self.run_dir_edit.text())
+        d = QtWidgets.QFileDialog.getExistingDirectory(self, "Run directory", self.attach_start_dir())
         if d:
             self.attach(d)
 
@@ -295,10 +444,11 @@ class TrainingPanel(Panel):
                 self.set_config(TrainConfig.load(cfg_file), str(cfg_file))
             except CrystalStudioError as exc:  # the curves work without the configuration
                 log.warning("%s", exc)
+        self._attached = True
+        self._run_steps = self.cfg.steps if cfg_file.exists() else None
         self._follow(p, reset=True)
         self.status.setText(f"following {p}")
-        for b in (self.pause_button, self.stop_button, self.drop_button):
-            b.setEnabled(True)
+        self.poll()  # what the log holds now (the run may have ended long ago)
 
     def open_file(self, path: str) -> None:
         self.attach(Path(path).parent)
@@ -314,6 +464,9 @@ class TrainingPanel(Panel):
             self._sample_mtime = 0.0
             for p in (self.loss_plot, self.metric_plot, self.lr_plot):
                 p.clear_curves()
+            self.sample_stack.setCurrentWidget(self.no_sample)  # the old run's sample is not this run's
+            self.rate_label.setText("—")
+            self.eta_label.setText("—")
         self.timer.start()
 
     def poll(self) -> None:
@@ -326,6 +479,7 @@ class TrainingPanel(Panel):
             else:
                 self.records.extend(new)
             self._update_curves()
+        self._refresh_run_controls()
         sample = self.run_dir / "sample.npz" if self.run_dir else None
         if sample is not None and sample.exists():
             m = sample.stat().st_mtime
@@ -341,10 +495,16 @@ class TrainingPanel(Panel):
             self.loss_plot.set_curve("loss", steps, [r["loss"] for r in tr])
             self.lr_plot.set_curve("lr", steps, [r["lr"] for r in tr])
             last = tr[-1]
-            rate = last.get("structures_per_s", last.get("planes_per_s", 0))
-            unit = "structures/s" if "structures_per_s" in last else "planes/s"
+            total = self._run_steps
             mem = f", GPU memory {last['gpu_memory_mb']:.0f} MB" if "gpu_memory_mb" in last else ""
-            self.status.setText(f"step {last['step']}: loss {last['loss']:.4f}, lr {last['lr']:.2e}, {rate:.0f} {unit}{mem}")
+            of = f"/{total}" if total else ""
+            self.status.setText(f"step {last['step']}{of}: loss {last['loss']:.4f}, lr {last['lr']:.2e}{mem}")
+        ends = [r for r in self.records if r.get("kind") == "end"]
+        if self._attached and ends and not self.run_live():
+            self.status.setText(f"attached run ended: {ends[-1].get('reason', 'ended')} at step {ends[-1]['step']}")
+        rate, eta = progress_figures(self.records, self._run_steps)
+        self.rate_label.setText(rate)
+        self.eta_label.setText(eta)
         if val:
             steps = [r["step"] for r in val]
             for key in ("val_accuracy", "val_map_r", "val_random_map_r", "real_map_r", "val_mse_ff", "val_mse_sro",

@@ -26,6 +26,8 @@ class ExportablePlot(QtWidgets.QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", x_label)
         self.plot.setLabel("left", y_label or title)
+        for side in ("bottom", "left"):  # the numbers as they are: no "(x0.001)" rescaling of the label
+            self.plot.getAxis(side).enableAutoSIPrefix(False)
         self.legend = self.plot.addLegend(offset=(-10, 10))
         self.png_button = QtWidgets.QPushButton("PNG…")
         self.csv_button = QtWidgets.QPushButton("CSV…")
@@ -106,20 +108,27 @@ class HistogramPlot(ExportablePlot):
 
 
 class CurvePlot(ExportablePlot):
-    def __init__(self, *a, log_y: bool = False, **kw):
+    """Curves against a common x; markers on every point while a curve has few (`markers="few"`, ≤ 60 points)
+    or always (`markers="always"`, for sparse series such as validations), so a one-point curve is visible."""
+
+    MANY = 60
+
+    def __init__(self, *a, log_y: bool = False, markers: str = "few", **kw):
         super().__init__(*a, **kw)
         self.plot.setLogMode(y=log_y)
+        self.markers = markers
         self._curves: dict[str, pg.PlotDataItem] = {}
 
     def set_curve(self, name: str, x, y) -> None:
-        """Line with markers while the curve has few points (a one-point curve stays visible)."""
         x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
         if name not in self._curves:
             c = PALETTE[len(self._curves) % len(PALETTE)]
             self._curves[name] = self.plot.plot([], [], pen=pg.mkPen(c, width=2), name=name, symbol="o",
                                                 symbolSize=6, symbolBrush=c, symbolPen=None)
         item = self._curves[name]
-        item.setSymbol("o" if len(x) <= 60 else None)
+        many = len(x) > self.MANY
+        item.setSymbol(None if many and self.markers != "always" else "o")
+        item.setSymbolSize(4 if many else 6)
         item.setData(x, y)
         self._table[name] = (x, y)
 
