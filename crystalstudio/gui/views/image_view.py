@@ -115,6 +115,23 @@ def format_value(v: float) -> str:
 
 
 # ---------------------------------------------------------------------- the view
+def _shrinkable(label: pg.LabelItem) -> None:
+    """A plot title that never makes its plot wider than the view: pyqtgraph sets a title's minimum width to
+    its text's, and a long title in a narrow view then pushes the colour bar out of sight; here the text is
+    cut at the view's edge instead (its full wording stays in the view's tooltip)."""
+    update = label.updateMin
+
+    def update_min():
+        update()
+        label.setMinimumWidth(0)
+        hint = label._sizeHint
+        hint[QtCore.Qt.SizeHint.MinimumSize] = (0, hint[QtCore.Qt.SizeHint.MinimumSize][1])
+        label.updateGeometry()
+
+    label.updateMin = update_min
+    update_min()
+
+
 class ImageView(QtWidgets.QWidget):
     """A 2D array with colour bar, labelled axes, contrast, zoom to data, read-out and mask overlay."""
 
@@ -177,6 +194,7 @@ class ImageView(QtWidgets.QWidget):
         self.graphics.setBackground(background)
         self.graphics.setMinimumSize(120, 120)
         self.plot = pg.PlotItem(title=title or None)
+        _shrinkable(self.plot.titleLabel)
         self.graphics.addItem(self.plot, 0, 0)
         self.plot.setAspectLocked(True)
         self.plot.setMenuEnabled(False)
@@ -545,7 +563,7 @@ class ImageView(QtWidgets.QWidget):
             self._mask_counts[label] = n
             r, g, b = colour[:3]
             html.append(f"<span style='color:rgb({r},{g},{b})'>■</span>&nbsp;{label}:&nbsp;{n:,}&nbsp;px"
-                        .replace(",", "&#8239;"))
+                        .replace(",", "&nbsp;"))  # Qt breaks lines at a narrow no-break space: not inside a count
             lines.append(f"{label}: {n} pixels{self._positions(codes == code) if n <= 200 else ''}")
         if not lines:
             self.mask_item.clear()
