@@ -176,7 +176,8 @@ class PhAIData:
         present = torch.as_tensor(~(cut | (u < frac[:, None])), dtype=torch.float32, device=F.device)
         amp = scale_amplitudes(F.abs().float() * present)
         ph = torch.rad2deg(torch.angle(F)).float() * (amp > 0)
-        return PhAIBatch(amp.cpu(), ph.cpu(), (present * (amp > 0)).cpu())
+        # batches stay where their pool is (on a GPU: no round trip through host memory each step)
+        return PhAIBatch(amp, ph, present * (amp > 0))
 
 
 def real_validation_set(paths: list[str], grid: PhAIGrid) -> Optional[PhAIBatch]:
