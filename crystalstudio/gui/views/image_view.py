@@ -31,6 +31,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from .plots import plain_numbers
+
 SCALES = ("linear", "sqrt", "log", "asinh")
 SCALE_TIPS = {
     "linear": "linear: colour ∝ value",
@@ -260,7 +262,7 @@ class ImageView(QtWidgets.QWidget):
         self.x_axis, self.y_axis = tuple(x_axis), tuple(y_axis)
         for side, (name, unit) in (("bottom", self.x_axis), ("left", self.y_axis)):
             self.plot.setLabel(side, f"{name} ({unit})" if unit else name)
-            self.plot.getAxis(side).enableAutoSIPrefix(False)  # no "(x0.001)" after the unit
+            plain_numbers(self.plot.getAxis(side))  # no "(x0.001)" after the unit
 
     def set_quantity(self, quantity: str, unit: str = "") -> None:
         """What the colours mean, e.g. ("I", "counts"), ("ρ", "σ"), ("|F|", "e")."""
