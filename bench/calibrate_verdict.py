@@ -85,11 +85,10 @@ def real_cases(rows):
         for how in ("20%", "2.5Å"):
             try:
                 q = prepare_problem(damaged(p, how), formula=comp.formula() if comp else None, min_reflections=10)
-            except CrystalStudioError as exc:
+                rows.append(judge_case(f"real-{how}", model, q, truth, solve_charge_flipping(q)))
+            except CrystalStudioError as exc:  # refused outright: as good as "not solved", with the reason
                 rows.append(dict(kind=f"real-{how}", name=model, status="not solved", right=False, r1=None,
                                  line=f"refused: {exc}"))
-            else:
-                rows.append(judge_case(f"real-{how}", model, q, truth, solve_charge_flipping(q)))
             report(rows[-1])
         rows.append(random_phase_case("real-rand", model, p, truth, 1))
         report(rows[-1])

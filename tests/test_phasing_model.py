@@ -125,6 +125,9 @@ def test_elements_from_electron_counts_and_geometry():
     st = Structure(UnitCell(5.5592, 5.5592, 5.5592), SpaceGroup.from_name("Pm-3m"),
                    [Site("a", "Cs", [0, 0, 0]), Site("b", "Sn", [0.5, 0.5, 0.5]), Site("c", "Cl", [0, 0, 0.5])])
     assert swap_by_geometry(["Cs", "Sn", "Cl"], np.array([55.0, 54.1, 15.8]), st) == ["Sn", "Cs", "Cl"]
+    # no cell content: electrons on an unknown scale (here ½), the lighter 60 % of the sites taken as carbon
+    el, s = assign_elements(np.array([3.0, 3.1, 2.9, 3.5, 4.0, 8.1]), None, 4)
+    assert s == pytest.approx(6 / 3.05) and el == ["C", "C", "C", "N", "O", "S"]
 
 
 def test_placeholders_and_bad_sigmas_are_dropped(tmp_path):
@@ -250,3 +253,35 @@ def test_phai_training_domain_from_the_model_file(tmp_path):
     torch.save({"kind": "phai", "model": sd, "domain": {"space_group": "P 1 21/c 1", "a_min": 4.0, "a_max": 14.0}},
                tmp_path / "ckpt.pt")
     assert load_phai(tmp_path / "ckpt.pt").domain["a_max"] == 14.0
+
+
+def test_element_error_estimate_from_class_separation():
+    from types import SimpleNamespace
+
+    from crystalstudio.phasing.verdict import element_error_estimate
+
+    comp = Composition({"C": 40, "N": 8, "H": 40}, "test")
+    rng = np.random.default_rng(0)
+
+    def model(sd):
+        e = np.concatenate([6 * np.exp(rng.normal(0, sd, 20)), 7 * np.exp(rng.normal(0, sd, 4))])
+        atoms = [SimpleNamespace(element="C" if i < 20 else "N", electrons=x) for i, x in enumerate(e)]
+        return SimpleNamespace(composition=comp, atoms=atoms)
+
+    sharp, pairs = element_error_estimate(model(0.02))  # C and N 7.7σ apart: no confusion
+    assert sharp < 0.01 and pairs == []
+    blurred, pairs = element_error_estimate(model(0.12))  # 1.3σ apart: about a quarter of them mixed up
+    assert 0.14 < blurred < 0.4 and pairs == ["C/N"]
+    assert element_error_estimate(SimpleNamespace(composition=None, atoms=[]))[0] is None
+
+
+def test_phai_candidates_are_refined_and_judged_like_charge_flipping():
+    from crystalstudio.phasing.models import default_phai_model
+    from crystalstudio.phasing.solve import solve_phai
+
+    p = prepare_problem(needs_data("pairs", "water_Mn_P21c", "water.hkl"))
+    sols = solve_phai(p, default_phai_model(), max_cycles=1, random_starts=0, keep=1, build_top=1)
+    s = sols[0]
+    assert s.model is not None and s.verdict is not None and s.verdict.line().startswith("verdict: ")
+    assert s.phased.sum() < len(p.hkl)  # only the PhAI list carries phases; the model is refined against all data
+    assert s.model.statistics.n_ref == len(p.observed)

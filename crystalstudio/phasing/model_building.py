@@ -48,6 +48,7 @@ class ModelBuildingSettings:
     min_peak_distance: float = 0.9  # Å between peaks kept
     min_z_fraction: float = 0.45  # sites scattering less than this × the lightest expected element are removed
     give_up_r1: float = 0.45  # R1 after the first round above which the phases are taken as wrong (saves time)
+    difference_sigma: float = 3.0  # difference-map peaks below this (σ of the map) are never taken as atoms
 
 
 @dataclass
@@ -60,6 +61,7 @@ class AtomRow:
     xyz: np.ndarray
     u_iso: float
     electrons: float  # estimated electrons at the site (occupancy × Z)
+    electrons_esd: float  # its standard uncertainty from the least squares (nan where not refined)
     contact: float  # shortest distance to another atom (symmetry images included), Å
     contact_label: str
 
@@ -179,7 +181,8 @@ def swap_by_geometry(elements: list[str], electrons: np.ndarray, structure: Stru
         improved = False
         for i in range(n):
             for j in range(i + 1, n):
-                if el[i] == el[j]:
+                # only exchanges the electron counts leave open (each site within 35 % of the other's element)
+                if el[i] == el[j] or abs(lne[i] - lnz[el[j]]) > 0.3 or abs(lne[j] - lnz[el[i]]) > 0.3:
                     continue
                 el[i], el[j] = el[j], el[i]
                 c = cost(el)
@@ -190,6 +193,49 @@ def swap_by_geometry(elements: list[str], electrons: np.ndarray, structure: Stru
         if not improved:
             break
     return el
+
+
+def assemble(structure: Structure, tolerance: float = 0.45) -> Structure:
+    """The same atoms moved by symmetry operations and lattice translations so that bonded atoms sit next to
+    each other (connected molecules, as SHELXT writes them); each fragment's centre is then put in the cell.
+
+    Starts from the heaviest atom and grows fragments breadth first: an unplaced atom joins at the image
+    closest to a placed atom when that contact is a bond (r_i + r_j + tolerance)."""
+    N = structure.n_sites
+    if N < 2:
+        return structure
+    sg, A = structure.space_group, structure.cell.orthogonalization
+    shifts = np.array(np.meshgrid([-1, 0, 1], [-1, 0, 1], [-1, 0, 1], indexing="ij")).reshape(3, -1).T
+    img = sg.apply(structure.xyz % 1.0)  # (n_ops, N, 3)
+    cand = (img[:, :, None, :] + shifts[None, None]).transpose(1, 0, 2, 3).reshape(N, -1, 3)  # (N, n_img, 3)
+    r = np.array([covalent_radius(e) for e in structure.elements])
+    pos = np.full((N, 3), np.nan)
+    frag = np.full(N, -1)
+    order = sorted(range(N), key=lambda i: -atomic_number(structure.elements[i]))
+    n_frag = 0
+    for seed in order:
+        if frag[seed] >= 0:
+            continue
+        pos[seed], frag[seed] = structure.xyz[seed] % 1.0, n_frag
+        queue = [seed]
+        while queue:
+            p = queue.pop(0)
+            todo = np.flatnonzero(frag < 0)
+            if not len(todo):
+                break
+            d = np.linalg.norm((cand[todo] - pos[p]) @ A.T, axis=-1)  # (n_todo, n_img)
+            k = np.argmin(d, axis=1)
+            dmin = d[np.arange(len(todo)), k]
+            for j, kk, dd in zip(todo, k, dmin):
+                if dd < r[j] + r[p] + tolerance:
+                    pos[j], frag[j] = cand[j, kk], n_frag
+                    queue.append(j)
+        n_frag += 1
+    for f in range(n_frag):  # each fragment's centre into the cell
+        members = frag == f
+        pos[members] -= np.floor(pos[members].mean(axis=0))
+    sites = [replace(site, xyz=x) for site, x in zip(structure.sites, pos)]
+    return replace(structure, sites=sites)
 
 
 def bonded(dist: np.ndarray, elements, tolerance: float = 0.45) -> np.ndarray:
@@ -216,7 +262,8 @@ def assign_elements(electrons: np.ndarray, composition: Optional[Composition], n
     With a composition: the scale starts from the electron total (Σ electrons × multiplicity against the
     non-H electrons of the cell content), then alternates with a minimum-cost assignment of sites to the
     element slots (cost (ln sZ_est − ln Z)²; slots beyond the composition's share cost `overflow_penalty`
-    more) and the median ratio of assigned to estimated electrons. Without: the nearest common element.
+    more) and the median ratio of assigned to estimated electrons. Without: the nearest common element, with
+    the scale that makes the median of the lighter 60 % of the sites carbon (6 electrons).
     `multiplicity`: atoms per cell of each site (n_ops / site-symmetry order; default n_ops).
     """
     z = np.maximum(np.asarray(electrons, dtype=np.float64), 1e-6)
@@ -224,7 +271,9 @@ def assign_elements(electrons: np.ndarray, composition: Optional[Composition], n
     if n == 0:
         return [], 1.0
     if composition is None or not composition.non_hydrogen:
-        return [min(COMMON_ELEMENTS, key=lambda e: abs(atomic_number(e) - zz)) for zz in z], 1.0
+        # no cell content: the lighter 60 % of the sites taken as carbon-like (organic crystals), the rest by ratio
+        scale = 6.0 / float(np.median(np.sort(z)[: max(1, int(np.ceil(0.6 * n)))]))
+        return [min(COMMON_ELEMENTS, key=lambda e: abs(atomic_number(e) - scale * zz)) for zz in z], scale
     mult = np.full(n, float(n_operations)) if multiplicity is None else np.asarray(multiplicity, dtype=float)
     slots = element_slots(composition, n_operations)
     names, zs, pen = [], [], []
@@ -313,6 +362,8 @@ def build_model(data: ObservedData, hkl, amplitudes, phases, composition: Option
     electrons = None
     for rnd in range(s.rounds):
         check_cancel(cancel)
+        if len(xyz) == 0:
+            break
         report(progress, rnd / (s.rounds + 1), f"model building: round {rnd + 1}, {len(xyz)} atoms")
         st = _structure(cell, sg, elements, xyz, u, title)
         res = refine(st, data, cycles=s.refine_cycles if rnd == 0 else s.later_cycles, tolerance=1e-3, cancel=cancel)
@@ -325,8 +376,9 @@ def build_model(data: ObservedData, hkl, amplitudes, phases, composition: Option
                          refine_occupancy=True, refine_scale=False, scale=res.statistics.scale, tolerance=1e-3,
                          cancel=cancel)
         electrons = np.array([site.occupancy * atomic_number(site.element) for site in occ_fit.structure.sites])
+        e_esd = _electron_esd(occ_fit)
         new_elements, zscale = assign_elements(electrons, composition, n_ops, n_ops / res.site_orders)
-        electrons = electrons * zscale
+        electrons, e_esd = electrons * zscale, e_esd * zscale
         if composition is not None and all(e is not None for e in new_elements):
             new_elements = swap_by_geometry(new_elements, electrons, _structure(cell, sg, new_elements, xyz, u))
         # spurious sites: fit no element, too few electrons, U at its upper bound, or too close to a stronger site
@@ -344,19 +396,22 @@ def build_model(data: ObservedData, hkl, amplitudes, phases, composition: Option
         removed = int((~keep).sum())
         changed = int(np.sum((np.array(new_elements) != np.array(elements)) & keep))
         elements = [e for e, k in zip(new_elements, keep) if k]
-        xyz, u, electrons = xyz[keep], u[keep], electrons[keep]
+        xyz, u, electrons, e_esd = xyz[keep], u[keep], electrons[keep], e_esd[keep]
         # missing atoms from the difference map, while the model holds fewer atoms per cell than expected
         added = 0
         in_cell = float(np.sum(n_ops / res.site_orders[keep])) if keep.any() else 0.0
         missing = n_exp * n_ops - in_cell
         if missing > 0.5 and len(xyz):
             fill = _lightest_major(composition)
-            added_xyz = _difference_peaks(data, res, xyz, elements, missing, fill)
+            r_reach = max((covalent_radius(e) for e in composition.non_hydrogen), default=covalent_radius(fill)) \
+                if composition is not None else covalent_radius(fill)
+            added_xyz = _difference_peaks(data, res, xyz, elements, missing, fill, s.difference_sigma, r_reach)
             if len(added_xyz):
                 elements += [fill] * len(added_xyz)
                 xyz = np.concatenate([xyz, added_xyz])
                 u = np.concatenate([u, np.full(len(added_xyz), float(np.median(u)) if len(u) else 0.03)])
                 electrons = np.concatenate([electrons, np.full(len(added_xyz), float(atomic_number(fill)))])
+                e_esd = np.concatenate([e_esd, np.full(len(added_xyz), np.nan)])
                 added = len(added_xyz)
         notes_round = f"round {rnd + 1}: {len(xyz)} atoms, R1 {res.statistics.r1:.3f}; {removed} removed, {added} added, {changed} elements changed"
         notes.append(notes_round)
@@ -373,15 +428,15 @@ def build_model(data: ObservedData, hkl, amplitudes, phases, composition: Option
     # final refinement; labels by element (heaviest first), then by electrons
     order = sorted(range(len(xyz)), key=lambda i: (-atomic_number(elements[i]), -electrons[i]))
     elements = [elements[i] for i in order]
-    xyz, u, electrons = xyz[order], u[order], electrons[order]
-    st = _structure(cell, sg, elements, xyz, u, title)
+    xyz, u, electrons, e_esd = xyz[order], u[order], electrons[order], e_esd[order]
+    st = assemble(_structure(cell, sg, elements, xyz, u, title))
     labels = label_atoms(elements)
     for site, lab in zip(st.sites, labels):
         site.label = lab
     st.wavelength = wavelength
     report(progress, s.rounds / (s.rounds + 1), "model building: final refinement")
     res = refine(st, data, cycles=s.final_cycles, tolerance=1e-3, cancel=cancel)
-    atoms = atom_table(res, data, electrons)
+    atoms = atom_table(res, data, electrons, e_esd)
     report(progress, 1.0, f"model: {len(atoms)} atoms, R1 {res.statistics.r1:.3f}")
     return StructureModel(res.structure, res, atoms, composition, n_exp if composition is not None else None, notes,
                           time.perf_counter() - t0)
@@ -401,10 +456,12 @@ def refine_model(structure: Structure, data: ObservedData, composition: Optional
     occ_fit = refine(neutral, data, cycles=5, refine_xyz=False, refine_u=True, refine_occupancy=True,
                      refine_scale=False, scale=res.statistics.scale, tolerance=1e-3, cancel=cancel)
     electrons = np.array([site.occupancy * atomic_number(site.element) for site in occ_fit.structure.sites])
+    e_esd = _electron_esd(occ_fit)
     if composition is not None:
-        electrons = electrons * assign_elements(electrons, composition, structure.space_group.n_operations,
-                                                structure.space_group.n_operations / res.site_orders)[1]
-    return StructureModel(res.structure, res, atom_table(res, data, electrons), composition,
+        zscale = assign_elements(electrons, composition, structure.space_group.n_operations,
+                                 structure.space_group.n_operations / res.site_orders)[1]
+        electrons, e_esd = electrons * zscale, e_esd * zscale
+    return StructureModel(res.structure, res, atom_table(res, data, electrons, e_esd), composition,
                           expected_atoms if composition is not None else None, list(notes), time.perf_counter() - t0)
 
 
@@ -415,10 +472,12 @@ def _lightest_major(composition: Optional[Composition]) -> str:
     return max(composition.non_hydrogen.items(), key=lambda kv: (kv[1], -atomic_number(kv[0])))[0]
 
 
-def _difference_peaks(data: ObservedData, res: RefinementResult, xyz, elements, missing: float, fill: str) -> np.ndarray:
-    """Fo − Fc peaks that could be the missing atoms (≤ `missing` atoms per cell in all): ≥ 3σ of the difference
-    map and ≥ 20 % of the Fo-map height expected of a `fill` atom (heights scaled by Z), not closer than 0.75 × (r_i + r_fill) or
-    1 Å to any atom, and within bonding reach (r_i + r_fill + 0.5 Å) of one."""
+def _difference_peaks(data: ObservedData, res: RefinementResult, xyz, elements, missing: float, fill: str,
+                      sigma: float = 3.0, r_reach: Optional[float] = None) -> np.ndarray:
+    """Fo − Fc peaks that could be the missing atoms (≤ `missing` atoms per cell in all): ≥ `sigma` σ of the
+    difference map and ≥ 20 % of the Fo-map height expected of a `fill` atom (heights scaled by Z), not closer than
+    0.75 × (r_i + r_fill) or 1 Å to any atom, and within bonding reach (r_i + r_reach + 0.5 Å; r_reach: the largest
+    radius of the cell content, so that a Li 2 Å from an O counts) of one."""
     k = res.statistics.scale
     sg, cell = data.space_group, data.cell
     diff = fo_map(data, res.fc, k, difference=True)
@@ -426,13 +485,14 @@ def _difference_peaks(data: ObservedData, res: RefinementResult, xyz, elements, 
     atom_heights = fo.value_at(xyz)
     z = np.array([atomic_number(e) for e in elements], dtype=float)
     ref_height = float(np.median(atom_heights / z)) * atomic_number(fill)  # heights grow about as Z
-    pk = find_peaks(diff, max_peaks=int(4 * missing) + 10, min_distance=1.0, threshold_sigma=3.0)
+    pk = find_peaks(diff, max_peaks=int(4 * missing) + 10, min_distance=1.0, threshold_sigma=sigma)
     if len(pk) == 0:
         return np.zeros((0, 3))
     model = Structure(cell, sg, [Site(f"A{i}", e, x) for i, (e, x) in enumerate(zip(elements, xyz))])
     img, idx = _images(model)
     radii = np.array([covalent_radius(e) for e in elements])[idx]
     r_fill = covalent_radius(fill)
+    r_reach = r_fill if r_reach is None else r_reach
     A = cell.orthogonalization
     mult = sg.n_operations / sg.site_symmetry_order(pk.xyz, cell, tolerance=0.35)
     out, total = [], 0.0
@@ -442,7 +502,7 @@ def _difference_peaks(data: ObservedData, res: RefinementResult, xyz, elements, 
         d = img - x
         d -= np.rint(d)
         dist = np.linalg.norm(d @ A.T, axis=1)
-        if np.any(dist < np.maximum(1.0, 0.75 * (radii + r_fill))) or not np.any(dist <= radii + r_fill + 0.5):
+        if np.any(dist < np.maximum(1.0, 0.75 * (radii + r_fill))) or not np.any(dist <= radii + r_reach + 0.5):
             continue
         if out:
             dd = np.array(out) - x
@@ -458,7 +518,15 @@ def _difference_peaks(data: ObservedData, res: RefinementResult, xyz, elements, 
     return np.array(out).reshape(-1, 3)
 
 
-def atom_table(res: RefinementResult, data: ObservedData, electrons=None) -> list[AtomRow]:
+def _electron_esd(fit: RefinementResult) -> np.ndarray:
+    """Standard uncertainty of occupancy × Z (electrons) per site from a scattering-factor refinement."""
+    z = np.array([atomic_number(e) for e in fit.structure.elements], dtype=float)
+    if fit.occupancy_esd is None:
+        return np.full(len(z), np.nan)
+    return fit.occupancy_esd * fit.site_orders * z
+
+
+def atom_table(res: RefinementResult, data: ObservedData, electrons=None, electrons_esd=None) -> list[AtomRow]:
     """Label, element, Fo-map height (e/Å³), xyz, Uiso, electrons and shortest contact of every atom."""
     st = res.structure
     fo = fo_map(data, res.fc, res.statistics.scale)
@@ -468,7 +536,8 @@ def atom_table(res: RefinementResult, data: ObservedData, electrons=None) -> lis
     for i, site in enumerate(st.sites):
         j = int(np.argmin(dist[i])) if st.n_sites else 0
         e = float(electrons[i]) if electrons is not None else float(atomic_number(site.element))
-        rows.append(AtomRow(site.label, site.element, float(heights[i]), site.xyz.copy(), float(site.u_iso), e,
+        esd = float(electrons_esd[i]) if electrons_esd is not None else float("nan")
+        rows.append(AtomRow(site.label, site.element, float(heights[i]), site.xyz.copy(), float(site.u_iso), e, esd,
                             float(dist[i, j]), st.sites[j].label))
     return rows
 
@@ -483,5 +552,5 @@ def _empty_model(st: Structure, data: ObservedData, composition, n_exp, notes, t
                           time.perf_counter() - t0)
 
 
-__all__ = ["ModelBuildingSettings", "StructureModel", "AtomRow", "build_model", "refine_model", "assign_elements",
+__all__ = ["ModelBuildingSettings", "StructureModel", "AtomRow", "build_model", "refine_model", "assemble", "assign_elements",
            "atom_table", "distance_matrix", "bonded", "contacts", "swap_by_geometry", "expected_asu_atoms", "fo_map"]

@@ -12,7 +12,8 @@ from ..resources import resource_path
 SHIPPED_PHAI = "phai_small.pt"
 
 # `crystalstudio evaluate resources/models/phai_small.pt ../shared/data/structures` (defaults: cycles 1–10 ×
-# zero + 4 random starts, seed 0, |F| to d_min 1 Å on the PhAI list, solved = map r ≥ 0.8), 2026-11-24.
+# zero + 4 random starts, seed 0, |F| to d_min 1 Å on the PhAI list, solved = map r ≥ 0.8), 2026-11-29
+# (commit 3bc7060; tests/test_evaluate.py re-runs it).
 SHIPPED_PHAI_EVALUATION = {
     "structures": 18, "solved_best": 5, "solved_fom": 5, "median_r_best": 0.557, "median_r_fom": 0.477,
     "organic": (0, 5), "metal_organic": (5, 8), "inorganic": (0, 5), "chance_median_r": 0.233,
@@ -30,6 +31,13 @@ def shipped_phai_note() -> str:
             f"{e['chance_median_r']:.2f}): metal-organic {e['metal_organic'][0]} of {e['metal_organic'][1]}, organic "
             f"{e['organic'][0]} of {e['organic'][1]}, inorganic {e['inorganic'][0]} of {e['inorganic'][1]}. "
             "Load the published weights (PhAI_model.pth) or your own checkpoint for real work.")
+
+
+def shipped_phai_summary() -> str:
+    """Two lines for a screen: the shipped PhAI model is a demonstration model (the figures of shipped_phai_note())."""
+    e = SHIPPED_PHAI_EVALUATION
+    return (f"demonstration model, not the published PhAI: it solves {e['solved_fom']} of {e['structures']} real "
+            f"structures (organic {e['organic'][0]} of {e['organic'][1]}). Load PhAI_model.pth for real work.")
 
 
 def default_phai_model(device=None):

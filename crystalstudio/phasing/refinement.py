@@ -88,7 +88,9 @@ class SiteSymmetry:
 def site_symmetry(xyz, space_group: SpaceGroup, cell: UnitCell, tolerance: float = 0.7) -> tuple[np.ndarray, SiteSymmetry]:
     """The position moved onto the nearest special position (if an image lies within `tolerance` Å) and
     its site symmetry. The moved position is the mean of the close images, so it is invariant under them."""
-    x = np.asarray(xyz, dtype=np.float64) % 1.0
+    x0 = np.asarray(xyz, dtype=np.float64)
+    offset = np.floor(x0)  # the lattice translation the caller placed the atom in is kept
+    x = x0 - offset
     A = cell.orthogonalization
     rot, tr = space_group.rotations, space_group.translations
     for tol in (tolerance, 0.6 * tolerance, 0.2 * tolerance, 0.02):
@@ -102,8 +104,8 @@ def site_symmetry(xyz, space_group: SpaceGroup, cell: UnitCell, tolerance: float
             M = np.concatenate([r - np.eye(3) for r in rot[close]]) if close.sum() > 1 else np.zeros((3, 3))
             _, sv, vt = np.linalg.svd(M)
             rank = int(np.sum(sv > 1e-8))
-            return xs % 1.0, SiteSymmetry(int(close.sum()), vt[rank:].T.copy())
-    return x, SiteSymmetry(1, np.eye(3))
+            return xs + offset, SiteSymmetry(int(close.sum()), vt[rank:].T.copy())
+    return x + offset, SiteSymmetry(1, np.eye(3))
 
 
 # ------------------------------------------------------------------------------------------ kernel calls
@@ -244,6 +246,7 @@ class RefinementResult:
     at_u_bound: np.ndarray  # (N,) bool: Uiso ended at U_MIN or U_MAX
     seconds: float
     history: list = field(default_factory=list)  # wR2 per cycle
+    occupancy_esd: Optional[np.ndarray] = None  # (N,) standard uncertainty of the refined (crystallographic) occupancy
 
     @property
     def scaled_fc(self) -> np.ndarray:
@@ -353,11 +356,23 @@ def _refine(structure, data, cycles, weight_a, weight_b, refine_xyz, refine_u, r
             converged = True
             break
     stats = agreement(data, fc, k, n_par, weight_a, weight_b)
-    sites = [replace(s, xyz=x % 1.0, u_iso=float(uu), u_aniso=None, occupancy=float(o * n))
+    occ_esd = None
+    if refine_occupancy and done:
+        # standard uncertainties from the last normal matrix: diag((JᵀWJ)⁻¹)^½ · GooF
+        try:
+            cov = np.linalg.inv(H)
+        except np.linalg.LinAlgError:
+            cov = np.linalg.pinv(H)
+        esd = np.sqrt(np.maximum(np.diag(cov), 0.0)) * stats.goof
+        per_atom = [n_free[j] + int(refine_u) + 1 for j in range(N)]
+        ends = 1 + np.cumsum(per_atom)
+        occ_esd = esd[ends - 1]
+    sites = [replace(s, xyz=x, u_iso=float(uu), u_aniso=None, occupancy=float(o * n))
              for s, x, uu, o, n in zip(structure.sites, xyz, u, occ, order)]
     out = Structure(cell, sg, sites, structure.title, structure.wavelength, structure.source)
     at_bound = (u <= U_MIN * 1.0001) | (u >= U_MAX * 0.9999)
-    return RefinementResult(out, stats, fc, occ, order, done, converged, at_bound, time.perf_counter() - t0, history)
+    return RefinementResult(out, stats, fc, occ, order, done, converged, at_bound, time.perf_counter() - t0, history,
+                            occ_esd)
 
 
 def _jacobian(hkl, cell, sg, elements, xyz, u, occ, fc, ic, k, syms, n_free, refine_u, refine_occ) -> np.ndarray:

@@ -92,8 +92,8 @@ class PhasingProblem:
 
 
 def _read_companion(path: Path, notes: list):
-    """(structure or None, shelx file or None) of the companion beside a reflection file; an unreadable
-    companion becomes a note, never an error."""
+    """(companion path, its structure, its SHELX file) for the .ins/.res/.cif beside a reflection file (None
+    where absent or unreadable); an unreadable companion becomes a note, never an error."""
     from ..io.reflections import find_companion
     from ..io.structures import read_structure
 
@@ -207,7 +207,7 @@ def prepare_problem(reflections, *, structure=None, cell: Optional[UnitCell] = N
     n_exp = expected_asu_atoms(comp, md.cell, md.space_group)
     checks = check_data(n_unique=len(md), completeness=completeness, d_min=float(d.min()), expected_atoms=n_exp,
                         n_dropped_sigma=n_bad_sigma, n_placeholder=n_placeholder, n_records=len(data), kind=md.kind,
-                        amplitude_source="--amplitudes" if amplitudes else "the file's own columns or HKLF 3")
+                        amplitude_source="as asked (amplitudes)" if amplitudes else "the file's own columns or HKLF 3")
     return PhasingProblem(md, F, sF, str(data.source), len(data), m.r_int, completeness, float(d.min()),
                           float(d.max()), ios, comp, ref, notes, checks, ObservedData.from_reflections(md), raw, n_exp)
 

@@ -104,6 +104,7 @@ class PhasingPanel(Panel):
         self.task = None
         self._shown: Optional[Solution] = None
         self._deleted: set[int] = set()  # atom rows marked for deletion in the shown model
+        self._scenes: dict = {}  # id(solution) → (what it was built for, SceneData)
 
         # ---- data
         self.open_button = QtWidgets.QPushButton("Open reflections…")
@@ -161,6 +162,16 @@ class PhasingPanel(Panel):
         self.verdict_label.setWordWrap(True)
         self.verdict_label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
         self.verdict_label.setToolTip("The verdict on the selected candidate: solved / partial / not solved, R1 and why")
+        # the shipped PhAI weights are a demonstration model: said on screen whenever they are chosen or their
+        # candidates are shown, not only in the log
+        self.phai_note = QtWidgets.QLabel("")
+        self.phai_note.setObjectName("phai_note")
+        self.phai_note.setWordWrap(True)
+        self.phai_note.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.phai_note.setStyleSheet("QLabel#phai_note { background: #fff3cd; color: #5c4400; border: 1px solid "
+                                     "#d9b44a; padding: 3px; }")
+        self.phai_note.setMinimumHeight(3 * self.phai_note.fontMetrics().lineSpacing() + 8)  # never clipped
+        self.phai_note.setVisible(False)
         # ---- atoms
         self.atoms = QtWidgets.QTableWidget(0, len(ATOM_COLUMNS))
         self._headers(self.atoms, ATOM_COLUMNS)
@@ -237,6 +248,7 @@ class PhasingPanel(Panel):
         ll = QtWidgets.QVBoxLayout(left)
         ll.addLayout(grid)
         ll.addWidget(self.tabs)
+        ll.addWidget(self.phai_note)
         ll.addLayout(brow)
         ll.addWidget(results, 1)
         left.setMinimumWidth(640)
@@ -271,6 +283,8 @@ class PhasingPanel(Panel):
         self.cell_edit.returnPressed.connect(self._reload)
         self.sg_edit.returnPressed.connect(self._reload)
         self.solve_button.clicked.connect(self.solve)
+        self.solve_form.changed.connect(lambda _name: self._update_phai_note())
+        self.model_edit.textChanged.connect(lambda _text: self._update_phai_note())
         self.cancel_button.clicked.connect(self.cancel)
         self.table.itemSelectionChanged.connect(self._candidate_selected)
         self.atoms.itemSelectionChanged.connect(self._atom_selected)
@@ -311,6 +325,7 @@ class PhasingPanel(Panel):
         """Forget the previous data's solutions: map, 3D view, tables, verdict and progress."""
         self.problem = None
         self.solutions = []
+        self._scenes.clear()
         self._shown = None
         self._deleted.clear()
         self.table.setRowCount(0)
@@ -325,6 +340,25 @@ class PhasingPanel(Panel):
         self._set_3d_highlight(None)
         for b in (self.delete_button, self.refine_button, self.export_button):
             b.setEnabled(False)
+        self._update_phai_note()
+
+    def _update_phai_note(self) -> None:
+        """Show the demonstration-model note while PhAI with the shipped weights is chosen, or while a candidate
+        those weights produced is shown."""
+        from ...phasing.models import shipped_phai_note, shipped_phai_summary
+
+        chosen = self.params.method == "phai" and not self.model_edit.text().strip()
+        s = self._shown
+        shown = s is not None and s.method == "PhAI" and bool(s.details.get("shipped_model"))
+        if shown:
+            text = "⚠ These phases come from the shipped PhAI model, a " + shipped_phai_summary()
+        elif chosen:
+            text = "⚠ The shipped PhAI model is a " + shipped_phai_summary()
+        else:
+            text = ""
+        self.phai_note.setText(text)
+        self.phai_note.setToolTip(shipped_phai_note() if text else "")
+        self.phai_note.setVisible(bool(text))
 
     def _ask_open(self):
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Reflections", self.window_.last_dir(".hkl"),
@@ -395,6 +429,7 @@ class PhasingPanel(Panel):
         if not phai_supports(problem.space_group) and self.params.method == "phai":
             self.params.method = "charge-flipping"  # PhAI solves the P2₁/c family only
             self.solve_form.refresh()
+            self._update_phai_note()
         log.info("reflections: %s", problem.summary().splitlines()[1])
 
     # ------------------------------------------------------------------ solving
@@ -419,7 +454,7 @@ class PhasingPanel(Panel):
             if not model_file:
                 from ...phasing.models import shipped_phai_note
 
-                log.warning(shipped_phai_note())
+                log.warning(shipped_phai_note())  # and on screen: self.phai_note
 
             def job(progress=None, cancel=None):
                 from ...phasing.models import default_phai_model
@@ -431,6 +466,8 @@ class PhasingPanel(Panel):
                 sols = solve_phai(problem, model, max_cycles=p.phai_cycles, random_starts=p.phai_starts, seed=p.seed,
                                   keep=10, build=p.build_model, stop_when_solved=p.stop_when_solved,
                                   progress=progress, cancel=cancel)
+                for s in sols:
+                    s.details["shipped_model"] = not model_file
                 return sols, warnings
         else:
             from ...phasing.charge_flipping import ChargeFlippingSettings
@@ -527,7 +564,7 @@ class PhasingPanel(Panel):
         peaks = None if structure is not None else (s.peaks.xyz if s.peaks is not None else None)
         self.slab.set_map(s.dmap, structure if structure is not None else self.problem.reference, peaks)  # fits the cell
         self.highlight.setData([])
-        self.view3d.set_structure(structure, s.dmap, peaks)
+        self._show_3d(s, structure, peaks)
         self._set_3d_highlight(None)
         v = s.verdict
         self.verdict_label.setText(v.line() if v is not None else "no model built for this candidate")
@@ -535,6 +572,31 @@ class PhasingPanel(Panel):
                                           "not solved": "color: #a01818;"}.get(v.status if v else "", ""))
         self._fill_atoms()
         self.export_button.setEnabled(True)
+        self._update_phai_note()
+
+    def _show_3d(self, s: Solution, structure, peaks) -> None:
+        """The 3D view of a candidate; its P1 expansion, bonds and isosurface are built in a worker (the
+        event loop stays free), the view shows them when they arrive if the candidate is still shown."""
+        from ...crystal.scene import build_scene
+
+        iso = self.view3d.iso_sigma()
+        key = (id(structure), id(s.dmap), iso)
+        cached = self._scenes.get(id(s))
+        if cached is not None and cached[0] == key:
+            self.view3d.set_structure(structure, s.dmap, peaks, scene_data=cached[1])
+            return
+        self.view3d.set_structure(None)
+        dmap = s.dmap
+
+        def job(cancel=None):
+            return build_scene(structure, dmap, iso)
+
+        def done(sd, s=s):
+            self._scenes[id(s)] = (key, sd)
+            if self._shown is s:
+                self.view3d.set_structure(structure, dmap, peaks, scene_data=sd)
+
+        self.run("3D scene", job, key="phasing-scene", track=False, on_result=done)
 
     def _choose_axis(self) -> None:
         """The projection axis whose cell face best matches the shape of the map view (least empty margin)."""
@@ -570,8 +632,9 @@ class PhasingPanel(Panel):
                     combo = QtWidgets.QComboBox()
                     combo.addItems(list(dict.fromkeys([a.element] + choices)))
                     combo.setCurrentText(a.element)
-                    combo.setToolTip(f"{a.label}: {a.electrons:.1f} electrons estimated at the site; choose another "
-                                     "element, then Re-refine")
+                    esd = f" ± {a.electrons_esd:.1f}" if np.isfinite(a.electrons_esd) else ""
+                    combo.setToolTip(f"{a.label}: {a.electrons:.1f}{esd} electrons estimated at the site; choose "
+                                     "another element, then Re-refine")
                     combo.currentTextChanged.connect(lambda *_: self._edited())
                     self.atoms.setCellWidget(r, c, combo)
                     continue
