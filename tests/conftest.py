@@ -68,6 +68,12 @@ def window(qtbot, tmp_path):
 
 
 def save_screenshot(widget, directory, name: str) -> str:
+    """The widget as a user sees it: pending layout requests are handled first (a plot axis widens for its
+    tick labels in a relayout after the data arrive; grabbed before it, the labels that do not fit are left out)."""
+    from PySide6 import QtWidgets
+
+    for _ in range(3):
+        QtWidgets.QApplication.processEvents()
     path = str(directory / f"{name}.png")
     widget.grab().save(path)
     return path

@@ -48,7 +48,8 @@ def test_volume_factorise_refine_export(window, qtbot, tmp_path, screenshot_dir)
         assert len(dp._axis_items[name]) == 6, name  # two index axes: line, ticks, label each
     counts = dp.images["measured plane"].masked_counts()
     assert counts["not measured"] > 1000 and counts["Bragg peak punched (filled, not fitted)"] > 100
-    assert "measured plane" in dp.alpha_table.horizontalHeaderItem(1).text()
+    head = dp.alpha_table.horizontalHeaderItem(1)
+    assert "plane fit" in head.text() and "measured plane" in head.toolTip()
     dp.symmetry.setCurrentText("mm (square/rect.)")
     qtbot.mouseClick(dp.refine_button, QtCore.Qt.LeftButton)
     qtbot.waitUntil(lambda: 0 < dp.alpha_table.rowCount() < 24, timeout=30000)

@@ -138,6 +138,11 @@ def test_detector_mode(host, qtbot, screenshot_dir, data_dir):
     assert top.y() < bottom.y()
     assert view.histogram.axis.labelText == "I (counts), log scale"
     assert view.plot.getAxis("left").labelText == "y (pixel)"
+    for v in (view, empty, ccd):  # tick labels in pixels, as they are (a stale SI scale showed 2463 px as 2.5e+06)
+        for side in ("left", "bottom"):
+            axis = v.plot.getAxis(side)
+            assert axis.autoSIPrefixScale == 1.0 and not axis.labelUnitPrefix
+            assert axis.tickStrings([1000.0, 2000.0], axis.autoSIPrefixScale * axis.scale, 1000.0) == ["1000", "2000"]
     # gaps and bad pixels masked (not drawn as data) and counted in the legend
     assert view.masked_counts() == {"module gap (−1)": 526101, "bad pixel (−2)": 949}
     assert np.isnan(view.display[frame.data < 0]).all()

@@ -108,6 +108,15 @@ def test_attach_button_shows_a_finished_run(window, qtbot, tmp_path, monkeypatch
     monkeypatch.setattr(QtWidgets.QFileDialog, "getExistingDirectory", staticmethod(lambda *a, **k: ""))
     qtbot.mouseClick(tp.attach_button, QtCore.Qt.LeftButton)
     assert tp.run_dir == run
+    # another run: nothing of the first stays (curves, validation sample, figures)
+    other = write_run(tmp_path / "runs" / "other", DSFUTrainConfig(steps=50), dsfu_records(3, rate=20.0, end=False))
+    tp.attach(str(other))
+    assert tp.loss_plot._curves["loss"].getData()[0].tolist() == [1, 2, 3]
+    assert "val_mse_ff" in tp.metric_plot._curves and len(tp.metric_plot._curves["val_mse_ff"].getData()[0]) == 1
+    assert tp.metric_plot._curves["val_mse_ff"].getData()[0][0] == 3
+    assert tp.sample_stack.currentWidget() is tp.no_sample
+    assert tp.rate_label.text() == "20 planes/s" and tp.eta_label.text() == "31 min 20 s"  # 47 steps × 40 s
+    assert tp.stop_button.isEnabled()  # this one is live
 
 
 def test_attached_live_run_controls_follow_its_end(window, qtbot, tmp_path):

@@ -29,6 +29,7 @@ DETECTOR_SUFFIXES = (".cbf", ".img", ".mccd", ".cbf.bz2", ".img.bz2", ".mccd.bz2
 PLANE_SUFFIXES = (".npy", ".tif", ".tiff", ".edf", ".edf.bz2")
 IMAGE_SUFFIXES = DETECTOR_SUFFIXES + PLANE_SUFFIXES
 METHOD_NAMES = {"plane": "measured plane / radial I_FF", "network": "networks' I_SRO"}
+METHOD_SHORT = {"plane": "plane fit", "network": "networks"}  # two-line table headers that fit the column
 MASK_PUNCHED = 2  # mask code of Bragg-peak pixels punched and filled (they feed the networks, never a fit)
 MASK_LEGEND = {1: ("not measured", (120, 120, 120, 255)),
                MASK_PUNCHED: ("Bragg peak punched (filled, not fitted)", (0, 200, 255, 255))}
@@ -43,9 +44,9 @@ VIEWS = [
     ("residual", "ΔI", "rel.", True, "linear", "Measured − product, on measured pixels only"),
     ("I_FF radial estimate", "I_FF", "rel.", False, "linear", "The smooth radial form factor the plane method divides "
                                                               "the measured plane by (no networks)"),
-    ("I_FF spread", "spread", "rel.", False, "linear", "Spread of I_FF over the N passes: how much the passes disagree, "
+    ("I_FF spread", "spread, not a σ", "rel.", False, "linear", "Spread of I_FF over the N passes: how much the passes disagree, "
                                                        "not a calibrated σ"),
-    ("I_SRO spread", "spread", "rel.", False, "linear", "Spread of I_SRO over the N passes: how much the passes "
+    ("I_SRO spread", "spread, not a σ", "rel.", False, "linear", "Spread of I_SRO over the N passes: how much the passes "
                                                         "disagree, not a calibrated σ"),
 ]
 SHORTCUT_CUT = "Ctrl+K"
@@ -149,8 +150,12 @@ class DiffusePanel(Panel):
         self.refine_button = QtWidgets.QPushButton("Refine α")
         self.refine_button.setToolTip("Refit α by both methods with the symmetry and range above (in the background)")
         self.alpha_table = QtWidgets.QTableWidget(0, 5)
-        self.alpha_table.setHorizontalHeaderLabels(["vector (u v)", "α(uv)/α(00)", "σ", "other method", "σ"])
-        self.alpha_table.horizontalHeader().setStretchLastSection(True)
+        self._set_alpha_headers(d.alpha_from if d.alpha_from in METHOD_NAMES else "network")
+        header = self.alpha_table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        header.setStretchLastSection(True)
+        header.setDefaultAlignment(QtCore.Qt.AlignCenter)
+        self.alpha_table.verticalHeader().setVisible(False)  # the vector names the row
         self.alpha_table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.alpha_table.setToolTip("Warren–Cowley ratios (only ratios are determined); σ as stated below the table")
         self.sigma_note = QtWidgets.QLabel("")
@@ -223,6 +228,7 @@ class DiffusePanel(Panel):
         split.addWidget(scroll)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
+        split.setSizes([400, 1100])  # the eight views get the width (their colour bars and titles need it)
         lay = QtWidgets.QHBoxLayout(self)
         lay.addWidget(split)
 
@@ -523,7 +529,7 @@ class DiffusePanel(Panel):
         for name, arr in (("I_FF", res.ff), ("I_SRO", res.sro), ("product I_FF·I_SRO", res.product),
                           ("residual", res.residual), ("I_FF radial estimate", ff_radial),
                           ("I_FF spread", res.ff_spread), ("I_SRO spread", res.sro_spread)):
-            title = f"{name} over {n} passes (not a σ)" if name.endswith("spread") else None
+            title = f"{name} over {n} passes" if name.endswith("spread") else None  # "not a σ": on its bar
             self._show(name, arr, res.plane, title=title)
         self._show_alpha()
         for b in (self.refine_button, self.export_button):
@@ -568,6 +574,24 @@ class DiffusePanel(Panel):
             r.wc = wc
         self._show_alpha()
 
+    def _set_alpha_headers(self, primary: str) -> None:
+        """Short two-line headers (they fit the table's columns at 1500 px) with the full wording as tooltips."""
+        other = "network" if primary == "plane" else "plane"
+        how = {"network": "from the networks' I_SRO (Fourier coefficients of the I_SRO map)",
+               "plane": "from the measured plane divided by the radial I_FF estimate (no networks)"}
+        heads = [("vector\n(u v)", "Interatomic vector [u v] in lattice units of the plane: the α(uv) of this row "
+                                  "(vectors with different w cannot be told apart on one integer plane)"),
+                 (f"α/α00\n{METHOD_SHORT[primary]}", f"Warren–Cowley ratio α(uv)/α(00), {how[primary]} — the "
+                                                     "method chosen in 'α from'; only ratios are determined"),
+                 ("σ", f"Standard uncertainty of the {METHOD_SHORT[primary]} ratio to its left; what it holds "
+                       "(calibrated or not) is stated under the table"),
+                 (f"α/α00\n{METHOD_SHORT[other]}", f"The same ratio {how[other]}: the other method, for comparison"),
+                 ("σ", f"Standard uncertainty of the {METHOD_SHORT[other]} ratio to its left")]
+        for c, (text, tip) in enumerate(heads):
+            item = QtWidgets.QTableWidgetItem(text)
+            item.setToolTip(tip)
+            self.alpha_table.setHorizontalHeaderItem(c, item)
+
     def _show_alpha(self) -> None:
         from ...diffuse.factorise import alpha_rows
 
@@ -578,8 +602,7 @@ class DiffusePanel(Panel):
             return
         primary = "plane" if res.wc is res.wc_plane else "network"
         other = "network" if primary == "plane" else "plane"
-        self.alpha_table.setHorizontalHeaderLabels(["vector (u v)", f"α/α00 ({METHOD_NAMES[primary]})", "σ",
-                                                    f"α/α00 ({METHOD_NAMES[other]})", "σ"])
+        self._set_alpha_headers(primary)
         rows = alpha_rows(res)
         self.alpha_table.setRowCount(len(rows))
         for i, r in enumerate(rows):

@@ -15,6 +15,17 @@ from ...io.common import atomic_output, atomic_path
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
+def plain_numbers(axis: pg.AxisItem) -> None:
+    """Tick labels as the numbers are (0.0005, 2500), never rescaled with a "(x0.001)" tacked onto the axis label.
+    (pyqtgraph's enableAutoSIPrefix(False) keeps the scale computed for the range at that moment: reset it.)"""
+    axis.enableAutoSIPrefix(False)
+    axis.autoSIPrefixScale = 1.0
+    axis.labelUnitPrefix = ""
+    axis._updateLabel()
+    axis.picture = None
+    axis.update()
+
+
 class ExportablePlot(QtWidgets.QWidget):
     """A plot with labelled axes (the y axis is labelled with the title when no y_label is given) and PNG/CSV
     export of what is shown."""
@@ -27,7 +38,7 @@ class ExportablePlot(QtWidgets.QWidget):
         self.plot.setLabel("bottom", x_label)
         self.plot.setLabel("left", y_label or title)
         for side in ("bottom", "left"):  # the numbers as they are: no "(x0.001)" rescaling of the label
-            self.plot.getAxis(side).enableAutoSIPrefix(False)
+            plain_numbers(self.plot.getAxis(side))
         self.legend = self.plot.addLegend(offset=(-10, 10))
         self.png_button = QtWidgets.QPushButton("PNG…")
         self.csv_button = QtWidgets.QPushButton("CSV…")
