@@ -122,6 +122,7 @@ class TrainingPanel(Panel):
         self.config_path: Optional[str] = None
         self._attached = False  # following a run directory written by another process
         self._run_steps: Optional[int] = None  # the followed run's length (for the ETA), when known
+        self._shown_counts = (-1, -1)  # training and validation records drawn so far
         self._final = None
 
         # ---- settings: one form built from the configuration class, editing self.cfg in place
@@ -461,6 +462,7 @@ class TrainingPanel(Panel):
         self.follower = MetricsFollower(run_dir)
         if reset:
             self.records = []
+            self._shown_counts = (-1, -1)
             self._sample_mtime = 0.0
             for p in (self.loss_plot, self.metric_plot, self.lr_plot):
                 p.clear_curves()
@@ -476,6 +478,7 @@ class TrainingPanel(Panel):
         if new:
             if any(r.get("kind") == "start" for r in new):
                 self.records = list(new)  # a (re)started run rewrote its log: `new` holds all of it
+                self._shown_counts = (-1, -1)
             else:
                 self.records.extend(new)
             self._update_curves()
@@ -490,10 +493,15 @@ class TrainingPanel(Panel):
     def _update_curves(self) -> None:
         tr = [r for r in self.records if r.get("kind") == "train"]
         val = [r for r in self.records if r.get("kind") == "validation"]
-        if tr:
+        # a curve is re-set only when its series grew (each set costs the GUI thread ~5-10 ms: a poll that
+        # re-set all five kept the event loop busy > 100 ms together with the repaint)
+        shown_tr, shown_val = self._shown_counts
+        self._shown_counts = (len(tr), len(val))
+        if tr and len(tr) != shown_tr:
             steps = [r["step"] for r in tr]
             self.loss_plot.set_curve("loss", steps, [r["loss"] for r in tr])
             self.lr_plot.set_curve("lr", steps, [r["lr"] for r in tr])
+        if tr:
             last = tr[-1]
             total = self._run_steps
             mem = f", GPU memory {last['gpu_memory_mb']:.0f} MB" if "gpu_memory_mb" in last else ""
@@ -505,7 +513,7 @@ class TrainingPanel(Panel):
         rate, eta = progress_figures(self.records, self._run_steps)
         self.rate_label.setText(rate)
         self.eta_label.setText(eta)
-        if val:
+        if val and len(val) != shown_val:
             steps = [r["step"] for r in val]
             for key in ("val_accuracy", "val_map_r", "val_random_map_r", "real_map_r", "val_mse_ff", "val_mse_sro",
                         "noise_mse_ff", "noise_mse_sro"):
