@@ -81,6 +81,7 @@ def main():
         except CrystalStudioError as exc:
             print(f"{model:42s} not usable: {exc}")
             continue
+        r["name"] = model
         rows.append(r)
         m, mj = r.get("match"), r.get("major")
         found = f"{m.n_found}/{m.n_reference} ({mj.n_found}/{mj.n_reference})" if m else "—"
@@ -96,8 +97,15 @@ def main():
         print(f"median R1 {np.median(r1s):.3f} over {len(r1s)} pairs; solved {sum(r['verdict'].solved for r in rows)}"
               f"/{len(rows)}; time new/CF: median {np.median(ratio):.2f}, max {ratio.max():.2f}, "
               f"total {tot_new:.1f} s / {tot_base:.1f} s = {tot_new / tot_base:.2f}")
-        fp = [r for r in rows if r["verdict"].solved and not (r.get("match") and r["match"].right)]
-        print(f"'solved' but not right (≥ 90 % atoms within 0.5 Å, ≥ 90 % elements): {len(fp)}")
+        for key, what in (("match", "all published non-H sites"), ("major", "sites with occupancy ≥ 0.5")):
+            ms = [r[key] for r in rows if r.get(key)]
+            found, ref = sum(m.n_found for m in ms), sum(m.n_reference for m in ms)
+            right = sum(m.n_element_right for m in ms)
+            fp = [r for r in rows if r["verdict"].solved and not (r.get(key) and r[key].right)]
+            print(f"{what}: {found}/{ref} found ({100 * found / max(ref, 1):.1f} %), elements right "
+                  f"{right}/{found} ({100 * right / max(found, 1):.1f} %); 'solved' but not right (≥ 90 % found "
+                  f"within 0.5 Å, ≥ 90 % of them the right element): {len(fp)}"
+                  + "".join(f"\n  {fpr['name']}" for fpr in fp))
 
 
 if __name__ == "__main__":

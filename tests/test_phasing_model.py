@@ -275,6 +275,27 @@ def test_element_error_estimate_from_class_separation():
     assert element_error_estimate(SimpleNamespace(composition=None, atoms=[]))[0] is None
 
 
+def test_neighbouring_elements_whose_electrons_do_not_differ_are_unsure():
+    """P and S on one site each with 15.5 and 15.6 electrons (a generated C2/c case called 'solved' with the
+    two swapped): named as unsure; pairs whose electrons differ as their Z do are not."""
+    from types import SimpleNamespace
+
+    from crystalstudio.phasing.verdict import unseparated_elements
+
+    def model(pairs, comp):
+        return SimpleNamespace(composition=Composition(comp, "test"),
+                               atoms=[SimpleNamespace(element=el, electrons=x) for el, x in pairs])
+
+    ps = model([("S", 15.6), ("P", 15.5)] + [("C", x) for x in (6.9, 6.5, 6.0, 5.9, 5.5)], {"C": 9, "P": 1, "S": 1})
+    assert unseparated_elements(ps) == ["P/S (15.5 vs 15.6 e)"]
+    apart = model([("S", 16.3), ("P", 15.1)] + [("C", x) for x in (6.9, 6.5, 6.0, 5.9, 5.5)], {"C": 9, "P": 1, "S": 1})
+    assert unseparated_elements(apart) == []
+    assert unseparated_elements(model([("N", 6.5), ("C", 6.4), ("O", 12.0)], {"C": 1, "N": 1, "O": 1})) == \
+        ["C/N (6.4 vs 6.5 e)"]
+    # classes of three or more atoms are left to the scatter estimate
+    assert unseparated_elements(model([("N", 6.5), ("C", 6.4), ("C", 6.0)], {"C": 2, "N": 1})) == []
+
+
 def test_phai_candidates_are_refined_and_judged_like_charge_flipping():
     from crystalstudio.phasing.models import default_phai_model
     from crystalstudio.phasing.solve import solve_phai

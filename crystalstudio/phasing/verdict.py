@@ -11,7 +11,8 @@ structures (bench/calibrate_verdict.py; its measured false-positive rate is in b
   ≥ PARAMETER_RATIO reflections per parameter, plausible Uiso, no loose atom (Uiso > U_LOOSE_RATIO × the
   median: disorder, where the formula's counts no longer tell which site holds which element), electron
   counts that separate neighbouring elements (estimated element errors ≤ ELEMENT_ERRORS_MAX, see
-  :func:`element_error_estimate`), and no data warning;
+  :func:`element_error_estimate`; class means at least half their Z difference apart, see
+  :func:`unseparated_elements`), and no data warning;
 - partial: everything in between, with what stands in the way.
 """
 
@@ -76,7 +77,32 @@ def model_facts(model: StructureModel) -> dict:
         facts["n_loose"] = int(np.sum((u > U_LOOSE_RATIO * np.median(u)) & (u > U_LOOSE_MIN)))
         facts["u_bound"] = float(np.mean(model.refinement.at_u_bound))
     facts["element_errors"], facts["overlapping"] = element_error_estimate(model)
+    facts["unseparated"] = unseparated_elements(model)
     return facts
+
+
+def unseparated_elements(model: StructureModel, max_dz: int = 3) -> list[str]:
+    """Neighbouring elements (Z within `max_dz`) with one atom each — the case the class-scatter estimate of
+    :func:`element_error_estimate` cannot judge — whose electron counts differ by less than half their atomic
+    numbers do, e.g. 'P/S (15.5 vs 15.6 e)': the data do not say which site holds which."""
+    from ..crystal.elements import atomic_number
+
+    if model.composition is None or not model.atoms:
+        return []
+    el = np.array([a.element for a in model.atoms])
+    e = np.array([a.electrons for a in model.atoms], dtype=float)
+    present = sorted(set(el), key=atomic_number)
+    out = []
+    for A, B in zip(present[:-1], present[1:]):
+        dz = atomic_number(B) - atomic_number(A)
+        if dz > max_dz:
+            continue
+        if np.sum(el == A) + np.sum(el == B) >= 3:
+            continue  # judged by element_error_estimate
+        ea, eb = float(np.mean(e[el == A])), float(np.mean(e[el == B]))
+        if eb - ea < 0.5 * dz:
+            out.append(f"{A}/{B} ({ea:.1f} vs {eb:.1f} e)")
+    return out
 
 
 def element_error_estimate(model: StructureModel, max_dz: int = 3) -> tuple[Optional[float], list[str]]:
@@ -152,6 +178,9 @@ def judge(checks: list[DataCheck], model: Optional[StructureModel]) -> Verdict:
                         "(disorder or partly occupied sites: the formula's counts cannot be trusted to place elements)")
     if model.composition is None:
         problems.append("no cell content given: the elements are guesses from electron counts (give a formula)")
+    elif f["unseparated"]:
+        problems.append(f"elements unsure: {', '.join(f['unseparated'])} — the electron counts do not tell these "
+                        "neighbouring elements apart (check them by their bonds)")
     elif f["element_errors"] is not None and f["element_errors"] > ELEMENT_ERRORS_MAX:
         problems.append(f"elements uncertain: the electron counts of {', '.join(f['overlapping']) or 'neighbouring elements'} "
                         f"overlap (about {100 * f['element_errors']:.0f} % of the atoms may carry a neighbouring element)")
