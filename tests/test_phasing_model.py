@@ -306,3 +306,26 @@ def test_phai_candidates_are_refined_and_judged_like_charge_flipping():
     assert s.model is not None and s.verdict is not None and s.verdict.line().startswith("verdict: ")
     assert s.phased.sum() < len(p.hkl)  # only the PhAI list carries phases; the model is refined against all data
     assert s.model.statistics.n_ref == len(p.observed)
+
+
+def test_smeared_peaks_in_noise_are_not_solved():
+    """A model whose median Uiso exceeds U_JUNK (0.15 Å²) is noise, not a structure: 'not solved' even at an R1
+    that would otherwise make it 'partial' (random phases on generated P2₁2₁2₁ data gave R1 0.30, Uiso 0.21)."""
+    from types import SimpleNamespace
+
+    from crystalstudio.phasing.verdict import U_JUNK, judge
+
+    cell = UnitCell(10.0, 11.0, 12.0)
+    xyz = [[0.1, 0.1, 0.1], [0.23, 0.1, 0.1], [0.23, 0.22, 0.1], [0.36, 0.22, 0.1]]  # a chain at 1.3 Å steps
+
+    def model(u):
+        st = Structure(cell, SpaceGroup.from_name("P212121"), [Site(f"C{i}", "C", x, 1.0, u) for i, x in enumerate(xyz)])
+        atoms = [SimpleNamespace(element="C", electrons=6.0) for _ in xyz]
+        return SimpleNamespace(structure=st, atoms=atoms, n_atoms=4, composition=Composition({"C": 16, "H": 16}, "test"),
+                               expected_atoms=4.0, found_fraction=lambda: 1.0,
+                               statistics=SimpleNamespace(r1=0.25, n_par=17, n_ref=900),
+                               refinement=SimpleNamespace(at_u_bound=np.zeros(4, bool), site_orders=np.ones(4)))
+
+    assert judge([], model(0.05)).status == "partial"  # R1 0.25 > 0.15
+    v = judge([], model(U_JUNK + 0.05))
+    assert v.status == "not solved" and "median Uiso 0.20" in v.line(), v.line()
