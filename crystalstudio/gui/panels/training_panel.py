@@ -123,6 +123,7 @@ class TrainingPanel(Panel):
         self._attached = False  # following a run directory written by another process
         self._run_steps: Optional[int] = None  # the followed run's length (for the ETA), when known
         self._shown_counts = (-1, -1)  # training and validation records drawn so far
+        self._sample_token = None  # the validation sample being shown (see _show_sample_staged)
         self._final = None
 
         # ---- settings: one form built from the configuration class, editing self.cfg in place
@@ -467,6 +468,7 @@ class TrainingPanel(Panel):
             for p in (self.loss_plot, self.metric_plot, self.lr_plot):
                 p.clear_curves()
             self.sample_stack.setCurrentWidget(self.no_sample)  # the old run's sample is not this run's
+            self._sample_token = None
             self.rate_label.setText("—")
             self.eta_label.setText("—")
         self.timer.start()
@@ -529,14 +531,23 @@ class TrainingPanel(Panel):
         if sample is None:
             return
         kind, items = sample
-        if kind == "phai":
-            self.sample_stack.setCurrentIndex(0)
-            self.true_slab.set_map(items[0])
-            self.pred_slab.set_map(items[1])
+        views = [self.true_slab, self.pred_slab] if kind == "phai" else self.sample_images
+        self.sample_stack.setCurrentIndex(0 if kind == "phai" else 1)
+        self._sample_token = token = object()
+        self._show_sample_staged(token, list(zip(views, items)))
+
+    def _show_sample_staged(self, token, pairs) -> None:
+        """One view per event-loop turn (a 1 ms timer lets each be painted before the next is set): the maps
+        and the curves of a validation together kept the loop busy ~150 ms. A newer sample or run ends it."""
+        if token is not self._sample_token or not pairs:
+            return
+        view, data = pairs[0]
+        if isinstance(view, DensitySlabView):
+            view.set_map(data)
         else:
-            self.sample_stack.setCurrentIndex(1)
-            for panel, image in zip(self.sample_images, items):
-                panel.set_image(image)
+            view.set_image(data)
+        if pairs[1:]:
+            QtCore.QTimer.singleShot(1, self, lambda: self._show_sample_staged(token, pairs[1:]))
 
     def shutdown(self) -> None:
         self.timer.stop()
