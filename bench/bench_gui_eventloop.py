@@ -8,6 +8,12 @@ and, as the baseline of the same run, the longest gap of the idle event loop ove
 own noise: other processes, Xvfb). The machine's load average is printed before and after.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python bench/bench_gui_eventloop.py [--repeat 2] [--only Phasing]
+        [--no-gl]
+
+--no-gl builds the window without the OpenGL 3D views (CRYSTALSTUDIO_NO_GL=1). Under Xvfb the GL is Mesa's
+software renderer, and once a window holds an OpenGL widget Qt composes every repaint of it through GL: the GUI
+thread then waits (wall time without CPU time) on each paint. Running both ways shows how much of a wall gap
+that composition is on this machine; on a machine with a GPU it is negligible.
 
 Needs the real data folder (../shared/data or $CRYSTALSTUDIO_DATA). Not a test: it asserts nothing.
 """
@@ -172,7 +178,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=2, help="runs of each job (the worst is reported)")
     ap.add_argument("--only", action="append", choices=sorted(JOBS), help="panels to measure (default: all)")
+    ap.add_argument("--no-gl", action="store_true", help="no OpenGL 3D views (see the module docstring)")
     args = ap.parse_args()
+    if args.no_gl:
+        os.environ["CRYSTALSTUDIO_NO_GL"] = "1"
     if DATA is None:
         sys.exit("bench_gui_eventloop: the real data folder (../shared/data) is absent")
     from crystalstudio.gui.app import MainThreadGarbageCollector, make_application
@@ -181,7 +190,8 @@ def main() -> None:
     load0 = os.getloadavg()
     print(f"# GUI event-loop gaps per panel job (goal: longest ≤ {GOAL_MS:.0f} ms at low load); "
           f"{os.cpu_count()} cores, load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} at start; "
-          f"QPA {os.environ.get('QT_QPA_PLATFORM') or ('xcb on ' + os.environ['DISPLAY'] if os.environ.get('DISPLAY') else '?')}")
+          f"QPA {os.environ.get('QT_QPA_PLATFORM') or ('xcb on ' + os.environ['DISPLAY'] if os.environ.get('DISPLAY') else '?')}"
+          f"{'; no OpenGL views' if os.environ.get('CRYSTALSTUDIO_NO_GL') else '; OpenGL 3D views (Mesa under Xvfb)'}")
     app = make_application()
     collector = MainThreadGarbageCollector(app).install()
     with tempfile.TemporaryDirectory() as tmpdir:

@@ -15,9 +15,6 @@ from tests.eventloop import EventLoopMonitor
 from tests.gui_audit import controls_without_tooltip
 from tests.realdata import needs_data
 
-# Panels whose controls still lack tooltips, with their owners (issue 14): each owner removes the entry once the
-# panel passes. The test lists the offenders either way.
-TOOLTIP_GAPS: dict[str, str] = {}
 # Event-loop gaps: the goal is 100 ms at low load. The GUI-thread CPU time of the longest stall is compared with
 # 250 ms (margin for a busy machine); the wall time only has to stay below a freeze limit, because on a shared
 # machine it is stretched by other processes (the figures printed give both).
@@ -43,12 +40,11 @@ def drop(window, *paths):
 
 # ---------------------------------------------------------------------- tooltips
 @pytest.mark.parametrize("owner", ["main window", "Generator", "Training", "Phasing", "Diffuse"])
-def test_every_control_has_a_tooltip(window, owner, request):
+def test_every_control_has_a_tooltip(window, owner):
+    """Every QAbstractButton and input widget (spin boxes, line edits, combo boxes, sliders) and every table
+    column header of the panel has a tooltip."""
     missing = controls_without_tooltip(window).get(owner, [])
     print(f"{owner}: {len(missing)} controls without a tooltip" + (": " + "; ".join(missing) if missing else ""))
-    if missing and owner in TOOLTIP_GAPS:
-        request.applymarker(pytest.mark.xfail(reason=f"{owner} panel ({TOOLTIP_GAPS[owner]}, issue 14): "
-                                                     f"{len(missing)} controls without tooltip", strict=False))
     assert not missing, f"{owner}: controls without a tooltip: {'; '.join(missing)}"
 
 
@@ -192,7 +188,7 @@ def test_event_loop_generator(window, qtbot, data_dir):
     assert "cytidine" in gen.info.text() and not gen.empty_warning
 
 
-def test_event_loop_phasing_and_new_data_clears(window, qtbot, data_dir, request):
+def test_event_loop_phasing_and_new_data_clears(window, qtbot, data_dir):
     pp = panel(window, "Phasing")
     window.open_path(str(needs_data("pairs", "epoxide_P21n", "epoxide.hkl")))
     qtbot.waitUntil(lambda: pp.problem is not None, timeout=60000)
@@ -212,14 +208,11 @@ def test_event_loop_phasing_and_new_data_clears(window, qtbot, data_dir, request
     qtbot.waitUntil(lambda: pp.problem is not None and pp.problem.source.endswith("water.hkl"), timeout=60000)
     stale = [name for name, bad in (("candidate table", pp.table.rowCount() > 0), ("map", pp.slab.dmap is not None))
              if bad]
-    if stale:
-        request.applymarker(pytest.mark.xfail(reason=f"Phasing (phasing, issue 14) keeps {', '.join(stale)}",
-                                              strict=False))
-    assert not stale
+    assert not stale, f"Phasing keeps the old data's {', '.join(stale)}"
     check_gaps(mon)
 
 
-def test_event_loop_diffuse_and_new_data_clears(window, qtbot, data_dir, request):
+def test_event_loop_diffuse_and_new_data_clears(window, qtbot, data_dir):
     dp = panel(window, "Diffuse")
     window.open_path(str(needs_data("diffuse", "meerkat2avg_visual-test.h5")))
     qtbot.waitUntil(lambda: dp.plane is not None, timeout=60000)
@@ -241,10 +234,7 @@ def test_event_loop_diffuse_and_new_data_clears(window, qtbot, data_dir, request
     stale = [n for n in ("I_FF", "I_SRO", "residual") if dp.images[n].data is not None]
     if dp.alpha_table.rowCount():
         stale.append("α table")
-    if stale:
-        request.applymarker(pytest.mark.xfail(reason=f"Diffuse (diffuse, issue 14) keeps {', '.join(stale)}",
-                                              strict=False))
-    assert not stale
+    assert not stale, f"Diffuse keeps the old plane's {', '.join(stale)}"
     check_gaps(mon)
 
 

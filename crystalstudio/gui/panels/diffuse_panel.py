@@ -81,6 +81,7 @@ class DiffusePanel(Panel):
         self.plain_path: Optional[str] = None  # a plain plane file (no volume)
         self.plane = None
         self.result = None
+        self._staged = None  # a result whose views are being shown (see _show_views_staged)
         self._factorise_task = None
         self._refine_task = None
         self._export_task = None
@@ -301,6 +302,7 @@ class DiffusePanel(Panel):
                 t.cancel()
         self.plane = None
         self.result = None
+        self._staged = None
         self.alpha_table.setRowCount(0)
         self.sigma_note.setText("")
         for name in self.view_names:
@@ -521,16 +523,33 @@ class DiffusePanel(Panel):
     def _factorised(self, res) -> None:
         if res.plane is not self.plane:  # a new plane was cut meanwhile
             return
-        self.result = res
         n = res.passes
         ff_radial = res.wc_plane.form_factor if res.wc_plane is not None else None
         if ff_radial is not None:
             ff_radial = ff_radial / max(float(np.nanmax(ff_radial)), 1e-300)
-        for name, arr in (("I_FF", res.ff), ("I_SRO", res.sro), ("product I_FF·I_SRO", res.product),
-                          ("residual", res.residual), ("I_FF radial estimate", ff_radial),
-                          ("I_FF spread", res.ff_spread), ("I_SRO spread", res.sro_spread)):
-            title = f"{name} over {n} passes" if name.endswith("spread") else None  # "not a σ": on its bar
+        views = [(name, arr, f"{name} over {n} passes" if name.endswith("spread") else None)  # "not a σ": on its bar
+                 for name, arr in (("I_FF", res.ff), ("I_SRO", res.sro), ("product I_FF·I_SRO", res.product),
+                                   ("residual", res.residual), ("I_FF radial estimate", ff_radial),
+                                   ("I_FF spread", res.ff_spread), ("I_SRO spread", res.sro_spread))]
+        self._staged = res
+        self._show_views_staged(res, views)
+
+    VIEWS_PER_STAGE = 2
+
+    def _show_views_staged(self, res, views: list) -> None:
+        """The result's views a few at a time, the event loop running (and painting them) in between: all seven
+        at once kept it ~100 ms. The result is the panel's (`self.result`, the α table, Refine and Export) when
+        the last view is up; a new plane, file or factorisation meanwhile ends the staging."""
+        if self._staged is not res or res.plane is not self.plane:
+            return
+        for name, arr, title in views[:self.VIEWS_PER_STAGE]:
             self._show(name, arr, res.plane, title=title)
+        if views[self.VIEWS_PER_STAGE:]:
+            # a 1 ms timer, not a queued call: the paint of these views is handled before the next stage
+            QtCore.QTimer.singleShot(1, self, lambda: self._show_views_staged(res, views[self.VIEWS_PER_STAGE:]))
+            return
+        self._staged = None
+        self.result = res
         self._show_alpha()
         for b in (self.refine_button, self.export_button):
             b.setEnabled(True)

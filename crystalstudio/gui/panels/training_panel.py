@@ -122,6 +122,8 @@ class TrainingPanel(Panel):
         self.config_path: Optional[str] = None
         self._attached = False  # following a run directory written by another process
         self._run_steps: Optional[int] = None  # the followed run's length (for the ETA), when known
+        self._shown_counts = (-1, -1)  # training and validation records drawn so far
+        self._sample_token = None  # the validation sample being shown (see _show_sample_staged)
         self._final = None
 
         # ---- settings: one form built from the configuration class, editing self.cfg in place
@@ -461,10 +463,12 @@ class TrainingPanel(Panel):
         self.follower = MetricsFollower(run_dir)
         if reset:
             self.records = []
+            self._shown_counts = (-1, -1)
             self._sample_mtime = 0.0
             for p in (self.loss_plot, self.metric_plot, self.lr_plot):
                 p.clear_curves()
             self.sample_stack.setCurrentWidget(self.no_sample)  # the old run's sample is not this run's
+            self._sample_token = None
             self.rate_label.setText("—")
             self.eta_label.setText("—")
         self.timer.start()
@@ -476,6 +480,7 @@ class TrainingPanel(Panel):
         if new:
             if any(r.get("kind") == "start" for r in new):
                 self.records = list(new)  # a (re)started run rewrote its log: `new` holds all of it
+                self._shown_counts = (-1, -1)
             else:
                 self.records.extend(new)
             self._update_curves()
@@ -490,10 +495,15 @@ class TrainingPanel(Panel):
     def _update_curves(self) -> None:
         tr = [r for r in self.records if r.get("kind") == "train"]
         val = [r for r in self.records if r.get("kind") == "validation"]
-        if tr:
+        # a curve is re-set only when its series grew (each set costs the GUI thread ~5-10 ms: a poll that
+        # re-set all five kept the event loop busy > 100 ms together with the repaint)
+        shown_tr, shown_val = self._shown_counts
+        self._shown_counts = (len(tr), len(val))
+        if tr and len(tr) != shown_tr:
             steps = [r["step"] for r in tr]
             self.loss_plot.set_curve("loss", steps, [r["loss"] for r in tr])
             self.lr_plot.set_curve("lr", steps, [r["lr"] for r in tr])
+        if tr:
             last = tr[-1]
             total = self._run_steps
             mem = f", GPU memory {last['gpu_memory_mb']:.0f} MB" if "gpu_memory_mb" in last else ""
@@ -505,7 +515,7 @@ class TrainingPanel(Panel):
         rate, eta = progress_figures(self.records, self._run_steps)
         self.rate_label.setText(rate)
         self.eta_label.setText(eta)
-        if val:
+        if val and len(val) != shown_val:
             steps = [r["step"] for r in val]
             for key in ("val_accuracy", "val_map_r", "val_random_map_r", "real_map_r", "val_mse_ff", "val_mse_sro",
                         "noise_mse_ff", "noise_mse_sro"):
@@ -521,14 +531,23 @@ class TrainingPanel(Panel):
         if sample is None:
             return
         kind, items = sample
-        if kind == "phai":
-            self.sample_stack.setCurrentIndex(0)
-            self.true_slab.set_map(items[0])
-            self.pred_slab.set_map(items[1])
+        views = [self.true_slab, self.pred_slab] if kind == "phai" else self.sample_images
+        self.sample_stack.setCurrentIndex(0 if kind == "phai" else 1)
+        self._sample_token = token = object()
+        self._show_sample_staged(token, list(zip(views, items)))
+
+    def _show_sample_staged(self, token, pairs) -> None:
+        """One view per event-loop turn (a 1 ms timer lets each be painted before the next is set): the maps
+        and the curves of a validation together kept the loop busy ~150 ms. A newer sample or run ends it."""
+        if token is not self._sample_token or not pairs:
+            return
+        view, data = pairs[0]
+        if isinstance(view, DensitySlabView):
+            view.set_map(data)
         else:
-            self.sample_stack.setCurrentIndex(1)
-            for panel, image in zip(self.sample_images, items):
-                panel.set_image(image)
+            view.set_image(data)
+        if pairs[1:]:
+            QtCore.QTimer.singleShot(1, self, lambda: self._show_sample_staged(token, pairs[1:]))
 
     def shutdown(self) -> None:
         self.timer.stop()

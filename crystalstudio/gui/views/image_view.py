@@ -228,6 +228,7 @@ class ImageView(QtWidgets.QWidget):
             self.colorbar.sigLevelsChanged.connect(self._user_levels)
             self.bar_axis = self.colorbar.axis
         self._install_ticks(self.bar_axis)
+        plain_numbers(self.bar_axis)  # a flat map's bar read "ρ (σ) (x1e-06)"
         self.set_axes(x_axis, y_axis)
         self.set_quantity(quantity, unit)
 

@@ -167,5 +167,9 @@ class Structure3DView(QtWidgets.QWidget):
             self.iso.visible = False
         centre = A @ np.array([0.5, 0.5, 0.5])
         self.view.camera.center = tuple(centre)
-        self.view.camera.distance = 3.2 * float(max(cell.parameters[:3]))
+        # the cell's bounding sphere (about its centre) just fits the view's smaller side, however it is turned
+        # (3.2 × the longest edge left a long or oblique cell at half the view's height)
+        radius = float(np.max(np.linalg.norm(corners @ A.T - centre, axis=1)))
+        half_fov = np.radians(self.view.camera.fov / 2)
+        self.view.camera.distance = 1.08 * radius / np.sin(half_fov)
         self.canvas.update()
