@@ -198,7 +198,17 @@ def test_zzuli2_from_file_to_model_res_and_independent_r1(tmp_path):
     st = best.model.structure
     assert [s.label for s in back.structure.sites] == [s.label for s in st.sites]
     assert [s.element for s in back.structure.sites] == st.elements
-    assert np.allclose(back.structure.xyz, st.xyz, atol=2e-6) and np.allclose(back.structure.u_iso, st.u_iso, atol=1e-5)
+    assert np.allclose(back.structure.xyz, st.xyz, atol=2e-6) and np.allclose(back.structure.u_iso, st.u_iso, atol=2e-5)
+    # 37 reflections per isotropic parameter: U_ij refined, written as SHELX ANIS (U11 U22 U33 U23 U13 U12)
+    assert best.model.anisotropic and best.model.isotropic_statistics.r1 > best.model.statistics.r1
+    assert all(s.u_aniso is not None for s in back.structure.sites)
+    assert np.allclose(back.structure.u_aniso, st.u_aniso, atol=6e-6)
+    first = next(s for s in st.sites)
+    lines = open(paths["model"]).read().splitlines()
+    i = next(j for j, line in enumerate(lines) if line.startswith(first.label + " "))
+    u11, u22, u33, u12, u13, u23 = first.u_aniso
+    assert np.allclose([float(v) for v in lines[i].split()[6:8]], [u11, u22], atol=6e-6)
+    assert np.allclose([float(v) for v in lines[i + 1].split()], [u33, u23, u13, u12], atol=6e-6)
     text = open(paths["model"]).read()
     for card in ("TITL", "CELL", "ZERR", "LATT", "SYMM", "SFAC", "UNIT", "L.S.", "PLAN", "FMAP", "WGHT", "FVAR",
                  "HKLF 4", "END"):

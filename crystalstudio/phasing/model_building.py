@@ -28,7 +28,8 @@ from ..crystal.structure import Site, Structure
 from ..crystal.symmetry import SpaceGroup
 from ..jobs import check_cancel, report
 from .composition import Composition
-from .refinement import ObservedData, RefinementResult, refine
+from .anisotropic import anisotropic_allowed, refine_anisotropic
+from .refinement import ObservedData, RefinementResult, RefinementStatistics, refine
 
 # elements a site may become when no cell content is known (nearest Z wins)
 COMMON_ELEMENTS = ("C", "N", "O", "F", "P", "S", "Cl", "K", "Ca", "Fe", "Cu", "Zn", "Br", "I")
@@ -49,6 +50,8 @@ class ModelBuildingSettings:
     min_z_fraction: float = 0.45  # sites scattering less than this × the lightest expected element are removed
     give_up_r1: float = 0.45  # R1 after the first round above which the phases are taken as wrong (saves time)
     difference_sigma: float = 3.0  # difference-map peaks below this (σ of the map) are never taken as atoms
+    anisotropic: bool = True  # U_ij in the final cycles where the data allow (anisotropic.anisotropic_allowed)
+    anisotropic_cycles: int = 6
 
 
 @dataclass
@@ -68,13 +71,18 @@ class AtomRow:
 
 @dataclass
 class StructureModel:
-    structure: Structure  # labelled, refined, isotropic; chemical occupancies 1
+    structure: Structure  # labelled, refined (U_ij where the data allowed, else Uiso); chemical occupancies 1
     refinement: RefinementResult
     atoms: list[AtomRow]
     composition: Optional[Composition]
     expected_atoms: Optional[float]  # non-H atoms expected in the asymmetric unit
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    isotropic_statistics: Optional[RefinementStatistics] = None  # the last isotropic cycles, where U_ij followed
+
+    @property
+    def anisotropic(self) -> bool:
+        return any(site.u_aniso is not None for site in self.structure.sites)
 
     @property
     def statistics(self):
@@ -436,16 +444,41 @@ def build_model(data: ObservedData, hkl, amplitudes, phases, composition: Option
     st.wavelength = wavelength
     report(progress, s.rounds / (s.rounds + 1), "model building: final refinement")
     res = refine(st, data, cycles=s.final_cycles, tolerance=1e-3, cancel=cancel)
+    res, iso_stats = _anisotropic_cycles(res, data, notes, s.anisotropic_cycles if s.anisotropic else 0, cancel)
     atoms = atom_table(res, data, electrons, e_esd)
     report(progress, 1.0, f"model: {len(atoms)} atoms, R1 {res.statistics.r1:.3f}")
     return StructureModel(res.structure, res, atoms, composition, n_exp if composition is not None else None, notes,
-                          time.perf_counter() - t0)
+                          time.perf_counter() - t0, iso_stats)
+
+
+def _anisotropic_cycles(res: RefinementResult, data: ObservedData, notes: list, cycles: int, cancel=None):
+    """U_ij for every atom when the data allow (≥ 10 reflections per parameter at 9 per atom) and `cycles`;
+    kept only if they lower wR2. Returns the result and the isotropic statistics (None if it stays isotropic)."""
+    n = res.structure.n_sites
+    if cycles <= 0 or not n:
+        return res, None
+    if not anisotropic_allowed(len(data), n):
+        notes.append(f"isotropic: {len(data)} reflections for {1 + 9 * n} anisotropic parameters "
+                     "(fewer than 10 per parameter)")
+        return res, None
+    ani = refine_anisotropic(res.structure, data, cycles=cycles, tolerance=1e-3, cancel=cancel,
+                             scale=res.statistics.scale)
+    if not ani.statistics.wr2 < res.statistics.wr2:
+        notes.append("isotropic: U_ij did not lower wR2")
+        return res, None
+    if ani.non_positive_definite:
+        notes.append(f"isotropic (U_ij non-positive-definite): {', '.join(ani.non_positive_definite)}")
+    notes.append(f"anisotropic: R1 {ani.statistics.r1:.4f} (isotropic {res.statistics.r1:.4f}), "
+                 f"{ani.statistics.n_par} parameters")
+    return ani, res.statistics
 
 
 def refine_model(structure: Structure, data: ObservedData, composition: Optional[Composition] = None,
-                 expected_atoms: Optional[float] = None, notes=(), cycles: int = 6, cancel=None) -> StructureModel:
+                 expected_atoms: Optional[float] = None, notes=(), cycles: int = 6, cancel=None,
+                 anisotropic_cycles: int = 6) -> StructureModel:
     """A model a user edited (elements changed, atoms deleted) refined again: x y z, Uiso and scale, then
-    the electrons per site from the scattering-factor refinement, and the atom table."""
+    the electrons per site from the scattering-factor refinement, U_ij where the data allow (as build_model
+    does; `anisotropic_cycles` 0 keeps it isotropic), and the atom table."""
     t0 = time.perf_counter()
     if structure.n_sites == 0:
         return _empty_model(structure, data, composition, expected_atoms, list(notes) + ["the model has no atoms"], t0)
@@ -461,8 +494,11 @@ def refine_model(structure: Structure, data: ObservedData, composition: Optional
         zscale = assign_elements(electrons, composition, structure.space_group.n_operations,
                                  structure.space_group.n_operations / res.site_orders)[1]
         electrons, e_esd = electrons * zscale, e_esd * zscale
-    return StructureModel(res.structure, res, atom_table(res, data, electrons, e_esd), composition,
-                          expected_atoms if composition is not None else None, list(notes), time.perf_counter() - t0)
+    notes = list(notes)
+    final, iso_stats = _anisotropic_cycles(res, data, notes, anisotropic_cycles, cancel)
+    return StructureModel(final.structure, final, atom_table(final, data, electrons, e_esd), composition,
+                          expected_atoms if composition is not None else None, notes, time.perf_counter() - t0,
+                          iso_stats)
 
 
 def _lightest_major(composition: Optional[Composition]) -> str:

@@ -166,15 +166,18 @@ def _jvp(fn, inputs, tangents):
 
 
 def calculated_f(structure: Structure, hkl, occupancy=None) -> np.ndarray:
-    """F_calc (M,) complex128 of a structure (crystallographic occupancies as given, else from the site symmetry)."""
+    """F_calc (M,) complex128 of a structure (crystallographic occupancies as given, else from the site symmetry;
+    U_ij where a site has them, else Uiso)."""
     occ = structure.crystallographic_occupancies() if occupancy is None else occupancy
     table = ScatteringTable(structure.elements)
     hkl = np.asarray(hkl, dtype=np.int64)
     if structure.n_sites == 0:
         return np.zeros(len(hkl), dtype=np.complex128)
+    u6 = structure.u_aniso  # anisotropic sites as refined, isotropic ones as their spherical tensor
     F = structure_factors_batched(hkl, structure.cell.parameters[None], structure.xyz[None],
                                   table.indices(structure.elements)[None], np.asarray(occ)[None],
-                                  structure.u_iso[None], structure.space_group, table.coefficients, dtype=torch.float64)
+                                  structure.u_iso[None], structure.space_group, table.coefficients,
+                                  u_aniso=None if u6 is None else u6[None], dtype=torch.float64)
     return F[0].numpy()
 
 
@@ -247,6 +250,7 @@ class RefinementResult:
     seconds: float
     history: list = field(default_factory=list)  # wR2 per cycle
     occupancy_esd: Optional[np.ndarray] = None  # (N,) standard uncertainty of the refined (crystallographic) occupancy
+    non_positive_definite: list = field(default_factory=list)  # labels made isotropic by refine_anisotropic
 
     @property
     def scaled_fc(self) -> np.ndarray:

@@ -475,7 +475,7 @@ def export_solution(problem: PhasingProblem, sol: Solution, out_dir) -> dict[str
 
 
 def export_model(problem: PhasingProblem, sol: Solution, out_dir) -> dict[str, str]:
-    """model.res (TITL … HKLF, END; isotropic atoms, FVAR = the refined scale, WGHT as refined) and the
+    """model.res (TITL … HKLF, END; atoms with Uiso, or ANIS U11 U22 U33 U23 U13 U12 where refined; FVAR = the refined scale, WGHT as refined) and the
     reflections as model.hkl (the input .hkl copied as it is; other formats written as HKLF 4, or HKLF 3
     for amplitudes), so that `shelxl model` runs in that folder."""
     from ..io.common import write_text_atomic
@@ -497,6 +497,8 @@ def export_model(problem: PhasingProblem, sol: Solution, out_dir) -> dict[str, s
     verdict = sol.verdict.line() if sol.verdict is not None else ""
     extra = [f"REM CrystalStudio {sol.method}: {sol.label}",
              f"REM {stats.line()}",
+             *([f"REM isotropic before U_ij: {model.isotropic_statistics.line()}"]
+               if model.isotropic_statistics is not None else []),
              f"REM {verdict}"[:200],
              "L.S. 10", "PLAN 20", "FMAP 2", f"WGHT {stats.weight_a:.4f} {stats.weight_b:.4f}".rstrip()]
     write_res(out / "model.res", model.structure, title=f"{Path(problem.source).stem} solved by CrystalStudio",
