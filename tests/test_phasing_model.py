@@ -339,3 +339,23 @@ def test_smeared_peaks_in_noise_are_not_solved():
     assert judge([], model(0.05)).status == "partial"  # R1 0.25 > 0.15
     v = judge([], model(U_JUNK + 0.05))
     assert v.status == "not solved" and "median Uiso 0.20" in v.line(), v.line()
+
+
+def test_partial_verdict_names_short_contacts_as_split_sites():
+    """A model with two atoms 0.9 Å apart (one of them not in the data) is held back, and the verdict says
+    where: the short contact, as a hint of split or disordered sites (a note, never the criterion)."""
+    from crystalstudio.phasing.model_building import refine_model
+    from crystalstudio.phasing.verdict import judge
+
+    cell, sg = UnitCell(6.0, 7.0, 8.0, 90, 95, 90), SpaceGroup.from_name("P21/c")
+    rng = np.random.default_rng(2)
+    truth = Structure(cell, sg, [Site(f"C{i + 1}", "C", rng.uniform(0, 1, 3), 1.0, 0.03) for i in range(3)])
+    hkl = unique_reflections(cell, sg, 0.8)
+    fo2 = np.abs(calculated_f(truth, hkl)) ** 2
+    data = ObservedData(hkl, fo2, 0.02 * fo2 + 0.01 * fo2.max(), cell, sg)
+    extra = truth.sites[0].xyz + np.array([0.9 / 6.0, 0.0, 0.0])
+    model_st = Structure(cell, sg, truth.sites + [Site("C4", "C", extra, 1.0, 0.03)])
+    model = refine_model(model_st, data, Composition({"C": 16.0}, "test"), expected_atoms=3.0, cycles=2,
+                         anisotropic_cycles=0)
+    v = judge([], model)
+    assert v.status != "solved" and "split or disordered" in v.line(), v.line()

@@ -37,6 +37,7 @@ U_JUNK = 0.15  # Å²: a median Uiso above this is no structure at all (not solv
 U_BOUND_FRACTION = 0.15  # more atoms than this at the Uiso bounds: the model fights the data
 U_LOOSE_RATIO = 2.5  # an atom with Uiso above this × the median (and above U_LOOSE_MIN) is loose: disorder
 U_LOOSE_MIN = 0.06  # Å²
+SHORT_CONTACT = 1.15  # Å: two non-H atoms closer than this are split or disordered sites (a note, never a verdict)
 ELEMENT_ERRORS_MAX = 0.14  # estimated fraction of atoms with a neighbouring element above which elements are unsure
 #                            (a lower limit catches no more wrong models than it costs right ones: calibrate_verdict
 #                            --from-facts bench/results/verdict_calibration_cases_seed*.jsonl.gz)
@@ -73,6 +74,8 @@ def model_facts(model: StructureModel) -> dict:
         dist = distance_matrix(st)
         b = bonded(dist, st.elements)
         facts["bonded"] = float(np.mean(b.any(axis=1)))
+        i, j = np.where(np.triu(dist < SHORT_CONTACT, k=0) & np.isfinite(dist))
+        facts["short_contacts"] = [f"{st.sites[a].label}–{st.sites[c].label} {dist[a, c]:.2f} Å" for a, c in zip(i, j)]
         u = st.u_iso
         facts["u_median"] = float(np.median(u))
         facts["u_max_ratio"] = float(np.max(u) / max(np.median(u), 1e-6))
@@ -186,6 +189,11 @@ def judge(checks: list[DataCheck], model: Optional[StructureModel]) -> Verdict:
     elif f["element_errors"] is not None and f["element_errors"] > ELEMENT_ERRORS_MAX:
         problems.append(f"elements uncertain: the electron counts of {', '.join(f['overlapping']) or 'neighbouring elements'} "
                         f"overlap (about {100 * f['element_errors']:.0f} % of the atoms may carry a neighbouring element)")
+    if problems and f.get("short_contacts"):
+        # a hint on what holds a model back (disorder across a symmetry element, split sites), not a criterion
+        sc = f["short_contacts"]
+        problems.append(f"contacts < {SHORT_CONTACT:.2f} Å: {', '.join(sc[:3])}{' …' if len(sc) > 3 else ''} "
+                        "(split or disordered sites?)")
     if not problems and not warnings:
         return Verdict("solved", r1, [f"{_atoms_text(model)}, {f['ratio']:.0f} reflections per parameter; "
                                       f"elements from {model.composition.source}"])

@@ -49,8 +49,8 @@ ATOM_COLUMNS = [
     ("element", "Element (from the electrons at the site and the cell content); change it here, then Re-refine"),
     ("peak (e/Å³)", "Height of the atom in the Fo map with model phases, absolute scale"),
     ("x", "Fractional coordinate x"), ("y", "Fractional coordinate y"), ("z", "Fractional coordinate z"),
-    ("Uiso (Å²)", "Refined isotropic displacement parameter; a very large value marks a peak that is no atom or "
-                  "a disordered site"),
+    ("Uiso (Å²)", "Refined isotropic displacement parameter (Ueq = trace(U_cart)/3 where U_ij were refined: "
+                  "≥ 10 reflections per parameter); a very large value marks a peak that is no atom or a disordered site"),
     ("shortest contact (Å)", "Distance to the nearest atom (symmetry images included) and its label"),
 ]
 
