@@ -236,6 +236,12 @@ def test_damaged_data_and_random_phases_are_not_solved(damage):
         sol = Solution("random", "random phases", p.hkl, rng.uniform(-np.pi, np.pi, len(p.hkl)), p.amplitudes, 0.0)
         finish_solution(p, sol)
         assert sol.verdict.status == "not solved" and "R1" in sol.verdict.line(), sol.verdict.line()
+        # U_ij are not fitted to a model that does not explain the data (they would lower R1 on noise)
+        from crystalstudio.phasing.anisotropic import MAX_ISOTROPIC_R1
+        from crystalstudio.phasing.verdict import R1_PARTIAL
+
+        assert MAX_ISOTROPIC_R1 == R1_PARTIAL and not sol.model.anisotropic
+        assert any("U_ij would fit noise" in n for n in sol.model.notes), sol.model.notes
         return
     u = p.data  # merged unique reflections
     if damage == "keep 20 %":

@@ -32,6 +32,8 @@ from .refinement import (MAX_XYZ_SHIFT, U_MAX, U_MIN, ObservedData, RefinementRe
 MIN_REFLECTIONS_PER_PARAMETER = 10.0  # anisotropic only if Nref ≥ this × (1 + 9 per atom)
 MIN_EIGENVALUE = 1e-4  # Å²: a principal U_cart below this is "non-positive-definite" (the atom goes back to Uiso)
 MAX_U_SHIFT = 0.03  # Å² per cycle and U_ij
+MAX_ISOTROPIC_R1 = 0.30  # U_ij only for a model that explains the data isotropically (verdict.R1_PARTIAL): on
+#                          wrong phases they fit noise (random-phase models: R1 down by up to 0.19, calibrate_verdict)
 
 
 _PAIRS = [(0, 0), (1, 1), (2, 2), (0, 1), (0, 2), (1, 2)]
@@ -257,4 +259,4 @@ def _refine_aniso(structure, data, cycles, weight_a, weight_b, tolerance, cancel
 
 
 __all__ = ["adp_basis", "atom_factors_aniso", "refine_anisotropic", "anisotropic_allowed", "isotropic_u6",
-           "u_eigenvalues", "MIN_REFLECTIONS_PER_PARAMETER"]
+           "u_eigenvalues", "MIN_REFLECTIONS_PER_PARAMETER", "MAX_ISOTROPIC_R1"]

@@ -28,7 +28,7 @@ from ..crystal.structure import Site, Structure
 from ..crystal.symmetry import SpaceGroup
 from ..jobs import check_cancel, report
 from .composition import Composition
-from .anisotropic import anisotropic_allowed, refine_anisotropic
+from .anisotropic import MAX_ISOTROPIC_R1, anisotropic_allowed, refine_anisotropic
 from .refinement import ObservedData, RefinementResult, RefinementStatistics, refine
 
 # elements a site may become when no cell content is known (nearest Z wins)
@@ -452,10 +452,14 @@ def build_model(data: ObservedData, hkl, amplitudes, phases, composition: Option
 
 
 def _anisotropic_cycles(res: RefinementResult, data: ObservedData, notes: list, cycles: int, cancel=None):
-    """U_ij for every atom when the data allow (≥ 10 reflections per parameter at 9 per atom) and `cycles`;
-    kept only if they lower wR2. Returns the result and the isotropic statistics (None if it stays isotropic)."""
+    """U_ij for every atom when the data allow (≥ 10 reflections per parameter at 9 per atom), the isotropic
+    model explains the data (R1 ≤ MAX_ISOTROPIC_R1) and `cycles`; kept only if they lower wR2. Returns the
+    result and the isotropic statistics (None if it stays isotropic)."""
     n = res.structure.n_sites
     if cycles <= 0 or not n:
+        return res, None
+    if not res.statistics.r1 <= MAX_ISOTROPIC_R1:
+        notes.append(f"isotropic: R1 {res.statistics.r1:.2f} > {MAX_ISOTROPIC_R1:.2f}, U_ij would fit noise")
         return res, None
     if not anisotropic_allowed(len(data), n):
         notes.append(f"isotropic: {len(data)} reflections for {1 + 9 * n} anisotropic parameters "
