@@ -13,7 +13,8 @@ origin/hand alignment and ≥ 90 % of those carry the true element. Cases:
              median I, Gaussian noise) — easy and hard ones, so that wrong and half-right models occur
   gen-rand   the generated structures phased with random phases
 
-    python bench/calibrate_verdict.py [--generated 25] [--seed 0] [--skip-real]
+    python bench/calibrate_verdict.py [--generated 25] [--seed 0] [--skip-real] [--facts cases.jsonl]
+    python bench/calibrate_verdict.py --from-facts cases0.jsonl cases1.jsonl   # another element-error limit?
 """
 
 import argparse
@@ -36,6 +37,7 @@ from crystalstudio.phasing.composition import composition_from_structure  # noqa
 from crystalstudio.phasing.model_comparison import match_models  # noqa: E402
 from crystalstudio.phasing.refinement import calculated_f  # noqa: E402
 from crystalstudio.phasing.solve import Solution, finish_solution, prepare_problem, solve_charge_flipping  # noqa: E402
+from crystalstudio.phasing.verdict import model_facts  # noqa: E402
 from tests.realdata import DATA, EMBEDDED, PAIRS  # noqa: E402
 
 FORMULA = {"ylid_P212121_formats/target.hkl": dict(formula="C11H10O2S", z=4)}
@@ -43,12 +45,16 @@ FORMULA = {"ylid_P212121_formats/target.hkl": dict(formula="C11H10O2S", z=4)}
 
 def judge_case(kind, name, problem, truth, sols):
     best = sols[0]
-    right = False
+    right, match = False, {}
     if best.model is not None and best.model.n_atoms:
-        right = match_models(best.model.structure, truth, problem.hkl, problem.amplitudes, min_occupancy=0.5).right
+        m = match_models(best.model.structure, truth, problem.hkl, problem.amplitudes, min_occupancy=0.5)
+        right, match = m.right, dict(found=m.n_found, reference=m.n_reference, element_right=m.n_element_right)
     status = best.verdict.status if best.verdict is not None else "not solved"
+    facts = {}
+    if best.model is not None and best.model.n_atoms:
+        facts = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in model_facts(best.model).items()}
     return dict(kind=kind, name=name, status=status, right=right, r1=best.r1,
-                line=best.verdict.line() if best.verdict is not None else "")
+                line=best.verdict.line() if best.verdict is not None else "", facts=facts, match=match)
 
 
 def random_phase_case(kind, name, problem, truth, seed):
@@ -130,12 +136,40 @@ def report(r):
           f"{r['line'][:110]}", flush=True)
 
 
+def threshold_study(rows):
+    """What another ELEMENT_ERRORS_MAX would do to the 'solved' verdicts (the stopping rule does not depend on
+    it, so this is exact): right and wrong models it would demote to 'partial'."""
+    from crystalstudio.phasing.verdict import ELEMENT_ERRORS_MAX
+
+    solved = [r for r in rows if r["status"] == "solved"]
+    print(f"\nELEMENT_ERRORS_MAX study ({len(solved)} 'solved', {sum(not r['right'] for r in solved)} wrong; "
+          f"now {ELEMENT_ERRORS_MAX}):")
+    for r in solved:
+        if not r["right"]:
+            print(f"  wrong: {r['name']}: estimated element errors {r['facts'].get('element_errors') or 0:.3f}, "
+                  f"{r['match']}")
+    for limit in (0.06, 0.08, 0.10, 0.11, 0.12, 0.14):
+        dem = [r for r in solved if (r["facts"].get("element_errors") or 0) > limit]
+        print(f"  limit {limit:.2f}: demotes {sum(r['right'] for r in dem)} right and "
+              f"{sum(not r['right'] for r in dem)} wrong 'solved' models")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--generated", type=int, default=25, help="generated structures per space group")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--from-facts", nargs="+", help="study the element-error limit on saved --facts files (no solving)")
+    ap.add_argument("--facts", help="write every case with the numbers the rule looked at (JSON lines), to study a "
+                                    "threshold without solving again")
     args = ap.parse_args()
+    if args.from_facts:
+        import gzip
+        import json
+
+        threshold_study([json.loads(line) for f in args.from_facts
+                         for line in (gzip.open(f, "rt") if f.endswith(".gz") else open(f))])
+        return
     header("verdict calibration: solved / partial / not solved against the truth")
     t0 = time.perf_counter()
     rows = []
@@ -163,7 +197,14 @@ def main():
     print(f"right models called solved: {sum(r['status'] == 'solved' for r in right)} of {len(right)}")
     print(f"damaged or random-phase cases not called 'not solved': "
           f"{sum(r['status'] != 'not solved' for r in rows if r['kind'] in ('real-20%', 'real-2.5Å', 'real-rand', 'gen-rand'))}")
+    threshold_study(rows)
     print(f"({time.perf_counter() - t0:.0f} s; shared 2-core machine)")
+    if args.facts:
+        import json
+
+        with open(args.facts, "w") as fh:
+            for r in rows:
+                fh.write(json.dumps({k: v for k, v in r.items()}, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ U_BOUND_FRACTION = 0.15  # more atoms than this at the Uiso bounds: the model fi
 U_LOOSE_RATIO = 2.5  # an atom with Uiso above this × the median (and above U_LOOSE_MIN) is loose: disorder
 U_LOOSE_MIN = 0.06  # Å²
 ELEMENT_ERRORS_MAX = 0.14  # estimated fraction of atoms with a neighbouring element above which elements are unsure
+#                            (a lower limit catches no more wrong models than it costs right ones: calibrate_verdict
+#                            --from-facts bench/results/verdict_calibration_cases_seed*.jsonl.gz)
 
 
 @dataclass
