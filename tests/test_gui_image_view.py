@@ -216,7 +216,8 @@ def test_density_and_reciprocal_views_on_the_shared_view(host, qtbot, screenshot
     assert slab.view.data is None
 
 
-def test_large_frame_block_maxima_keep_spots_and_exact_readout(host, qtbot, screenshot_dir):
+@pytest.mark.parametrize("colorbar", ["histogram", "bar"])
+def test_large_frame_block_maxima_keep_spots_and_exact_readout(host, qtbot, screenshot_dir, colorbar):
     """A frame far larger than its view is drawn as b×b block maxima prepared off the GUI thread: a one-pixel
     spot keeps its value, the read-out names the frame's own pixel and value, the legend counts every masked
     pixel, and zooming in draws the frame's full-resolution pixels."""
@@ -229,7 +230,7 @@ def test_large_frame_block_maxima_keep_spots_and_exact_readout(host, qtbot, scre
     data[1000, 1200] = 5000  # a one-pixel spot
     data[601, 1499] = 777  # a spot in the last, partial block
     frame = DetectorImage(data=data, path="synthetic.cbf", format="CBF")
-    view = ImageView("synthetic frame")
+    view = ImageView("synthetic frame", colorbar=colorbar)
     host.layout().addWidget(view)
     _show(qtbot, host, (700, 600))
     prepared = prepare_frame(data, frame.pixel_mask(), scale="log", screen_px=320 * 320)
@@ -256,7 +257,7 @@ def test_large_frame_block_maxima_keep_spots_and_exact_readout(host, qtbot, scre
         assert ("bad pixel" in text) if data[i, j] == -2 else f"I = {data[i, j]:.3g} counts" in text
     # the legend and read-out of the blocks' own values never leak: a pixel next to the spot reads its own count
     assert f"I = {data[1000, 1201]:.3g}" in view.describe(1000, 1201)
-    host.grab().save(str(screenshot_dir / "image_view_block_maxima.png"))
+    host.grab().save(str(screenshot_dir / f"image_view_block_maxima_{colorbar}.png"))
     # zoomed in: the frame's own pixels drawn over the blocks, with the same colours
     qtbot.wait(300)
     assert not view.detail_shown
@@ -269,7 +270,10 @@ def test_large_frame_block_maxima_keep_spots_and_exact_readout(host, qtbot, scre
     assert img[1000 - y0, 1200 - x0] == pytest.approx(math.log10(5000))
     assert img[1000 - y0, 1201 - x0] == pytest.approx(math.log10(max(data[1000, 1201], view._scale_p)))
     assert tuple(view.detail_item.levels) == tuple(view.image_item.levels)
-    host.grab().save(str(screenshot_dir / "image_view_block_maxima_zoomed.png"))
+    # levels dragged on the colour bar reach the detail too
+    (view.histogram.setLevels(0.2, 1.5) if colorbar == "histogram" else view.colorbar.setLevels((0.2, 1.5)))
+    assert tuple(view.detail_item.levels) == tuple(view.image_item.levels) == (0.2, 1.5)
+    host.grab().save(str(screenshot_dir / f"image_view_block_maxima_zoomed_{colorbar}.png"))
     view.zoom_to_data()
     qtbot.waitUntil(lambda: not view.detail_shown, timeout=3000)
     # an ordinary image afterwards: full resolution, no blocks

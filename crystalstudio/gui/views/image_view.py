@@ -330,11 +330,13 @@ class ImageView(QtWidgets.QWidget):
             self.histogram.vb.setMinimumWidth(24)
             self.histogram.vb.setMaximumWidth(48)  # histogram beside the bar, not a second plot
             self.histogram.sigLevelsChanged.connect(self._user_levels)
+            self.histogram.sigLookupTableChanged.connect(self._sync_detail)
             self.graphics.addItem(self.histogram, 0, 1)
             self.bar_axis = self.histogram.axis
         else:
             self.colorbar = pg.ColorBarItem(colorMap=self.colormap, width=12, interactive=True, rounding=1e-6)
-            self.colorbar.setImageItem(self.image_item, insert_in=self.plot)
+            # the full-resolution detail of a frame follows the bar's levels and colour map with the image
+            self.colorbar.setImageItem([self.image_item, self.detail_item], insert_in=self.plot)
             self.colorbar.sigLevelsChanged.connect(self._user_levels)
             self.bar_axis = self.colorbar.axis
         self._install_ticks(self.bar_axis)
@@ -872,7 +874,7 @@ class ImageView(QtWidgets.QWidget):
         else:
             self.detail_mask_item.setVisible(False)
 
-    def _sync_detail(self) -> None:
+    def _sync_detail(self, *_) -> None:
         """The full-resolution detail drawn with the blocks' colour map and levels."""
         if self._frame is None or not self.detail_item.isVisible() and self.detail_item.image is None:
             return
