@@ -16,9 +16,11 @@ from tests.gui_audit import controls_without_tooltip
 from tests.realdata import needs_data
 
 # Event-loop gaps: the goal is 100 ms at low load. The GUI-thread CPU time of the longest stall is compared with
-# 250 ms (margin for a busy machine); the wall time only has to stay below a freeze limit, because on a shared
-# machine it is stretched by other processes (the figures printed give both).
-GAP_LIMIT_MS = 250
+# 150 ms (margin for a busy machine: bench/bench_gui_eventloop.py measured at most 64 ms per panel job at load
+# ~2.5, bench/results/gui_eventloop_cpu_2026-11-30.txt); the wall time only has to stay below a freeze limit,
+# because on a shared machine it is stretched by other processes and, under Xvfb, by Mesa's software OpenGL
+# composing each repaint (the figures printed give both).
+GAP_LIMIT_MS = 150
 FREEZE_LIMIT_MS = 3000
 
 
@@ -231,6 +233,10 @@ def test_event_loop_diffuse_and_new_data_clears(window, qtbot, data_dir):
         qtbot.wait(300)
     print(f"Diffuse (open a 6-megapixel PILATUS frame): {mon_frame.summary()}")
     check_gaps(mon_frame)
+    # the frame's display image was prepared in the reading worker: block maxima, exact legend counts
+    frame_view = dp.images["measured plane"]
+    assert frame_view.block > 1 and frame_view.data.shape == (2527, 2463)
+    assert frame_view.masked_counts() == {"module gap (−1)": 526101, "bad pixel (−2)": 949}
     stale = [n for n in ("I_FF", "I_SRO", "residual") if dp.images[n].data is not None]
     if dp.alpha_table.rowCount():
         stale.append("α table")

@@ -145,7 +145,12 @@ def test_detector_mode(host, qtbot, screenshot_dir, data_dir):
             assert axis.tickStrings([1000.0, 2000.0], axis.autoSIPrefixScale * axis.scale, 1000.0) == ["1000", "2000"]
     # gaps and bad pixels masked (not drawn as data) and counted in the legend
     assert view.masked_counts() == {"module gap (−1)": 526101, "bad pixel (−2)": 949}
-    assert np.isnan(view.display[frame.data < 0]).all()
+    # a 6-Mpx frame in a ~0.4-Mpx view is drawn as block maxima; a block all of whose pixels are gaps is masked
+    b = view.block
+    assert b > 1 and view.display.shape == (-(-2527 // b), -(-2463 // b))
+    full = np.zeros((view.display.shape[0] * b, view.display.shape[1] * b), bool)
+    full[:2527, :2463] = frame.data < 0
+    assert np.isnan(view.display[full.reshape(view.display.shape[0], b, -1, b).all(axis=(1, 3))]).all()
     assert view.data_levels()[0] >= 0
     i, j = np.argwhere(frame.data == -2)[0]
     assert "bad pixel" in view.describe(i, j)
@@ -209,3 +214,68 @@ def test_density_and_reciprocal_views_on_the_shared_view(host, qtbot, screenshot
     # a new map with another shape refits; clearing empties the view
     slab.set_map(None)
     assert slab.view.data is None
+
+
+@pytest.mark.parametrize("colorbar", ["histogram", "bar"])
+def test_large_frame_block_maxima_keep_spots_and_exact_readout(host, qtbot, screenshot_dir, colorbar):
+    """A frame far larger than its view is drawn as b×b block maxima prepared off the GUI thread: a one-pixel
+    spot keeps its value, the read-out names the frame's own pixel and value, the legend counts every masked
+    pixel, and zooming in draws the frame's full-resolution pixels."""
+    from crystalstudio.gui.views.image_view import ImageView, prepare_frame
+
+    rng = np.random.default_rng(3)
+    data = rng.poisson(5.0, (1203, 1501)).astype(np.float64)
+    data[:, 700:707] = -1  # a module gap, 7 columns
+    data[400, 300] = -2  # a bad pixel
+    data[1000, 1200] = 5000  # a one-pixel spot
+    data[601, 1499] = 777  # a spot in the last, partial block
+    frame = DetectorImage(data=data, path="synthetic.cbf", format="CBF")
+    view = ImageView("synthetic frame", colorbar=colorbar)
+    host.layout().addWidget(view)
+    _show(qtbot, host, (700, 600))
+    prepared = prepare_frame(data, frame.pixel_mask(), scale="log", screen_px=320 * 320)
+    b = prepared.block
+    assert b == 3 and prepared.shown.shape == (401, 501)  # ≤ 2 × 320² shown pixels
+    view.set_detector_frame(frame, scale="log", prepared=prepared)
+    assert view.block == 3 and view.display is prepared.display
+    # spots keep their values in the shown image (the maxima of their blocks)
+    assert prepared.shown[1000 // 3, 1200 // 3] == 5000 and prepared.shown[601 // 3, 1499 // 3] == 777
+    assert view.display[1000 // 3, 1200 // 3] == pytest.approx(math.log10(5000))
+    # gap columns 700…706: block column 234 (702…704) is all gap and masked; 233 and 235 keep their valid pixels
+    assert np.isnan(prepared.shown[:, 234]).all() and (prepared.shown_codes[:, 234] == MASK_GAP).all()
+    assert not np.isnan(prepared.shown[:, [233, 235]]).any() and not prepared.shown_codes[:, [233, 235]].any()
+    assert np.isfinite(prepared.shown[400 // 3, 300 // 3])  # a bad pixel among valid ones keeps its block's data
+    # exact legend counts: every masked frame pixel, not blocks
+    assert view.masked_counts() == {"module gap (−1)": 7 * 1203, "bad pixel (−2)": 1}
+    # the read-out under the cursor names the frame pixel and its raw value
+    for (i, j) in ((1000, 1200), (1000, 1201), (400, 300), (601, 1499), (0, 0), (1202, 1500)):
+        scene = view.image_item.mapToScene(QtCore.QPointF((j + 0.5) / b, (i + 0.5) / b))
+        assert view.pixel_at(scene) == (i, j)
+        view._mouse_moved(scene)
+        text = view.readout.text()
+        assert text.startswith(f"x {j}, y {i}")
+        assert ("bad pixel" in text) if data[i, j] == -2 else f"I = {data[i, j]:.3g} counts" in text
+    # the legend and read-out of the blocks' own values never leak: a pixel next to the spot reads its own count
+    assert f"I = {data[1000, 1201]:.3g}" in view.describe(1000, 1201)
+    host.grab().save(str(screenshot_dir / f"image_view_block_maxima_{colorbar}.png"))
+    # zoomed in: the frame's own pixels drawn over the blocks, with the same colours
+    qtbot.wait(300)
+    assert not view.detail_shown
+    view.plot.vb.setRange(xRange=(1150, 1250), yRange=(950, 1050), padding=0)
+    qtbot.waitUntil(lambda: view.detail_shown, timeout=3000)
+    r = view.detail_item.mapRectToParent(view.detail_item.boundingRect())
+    assert r.left() <= 1150 and r.right() >= 1250 and r.top() <= 950 and r.bottom() >= 1050
+    img = view.detail_item.image
+    x0, y0 = int(r.left()), int(r.top())
+    assert img[1000 - y0, 1200 - x0] == pytest.approx(math.log10(5000))
+    assert img[1000 - y0, 1201 - x0] == pytest.approx(math.log10(max(data[1000, 1201], view._scale_p)))
+    assert tuple(view.detail_item.levels) == tuple(view.image_item.levels)
+    # levels dragged on the colour bar reach the detail too
+    (view.histogram.setLevels(0.2, 1.5) if colorbar == "histogram" else view.colorbar.setLevels((0.2, 1.5)))
+    assert tuple(view.detail_item.levels) == tuple(view.image_item.levels) == (0.2, 1.5)
+    host.grab().save(str(screenshot_dir / f"image_view_block_maxima_zoomed_{colorbar}.png"))
+    view.zoom_to_data()
+    qtbot.waitUntil(lambda: not view.detail_shown, timeout=3000)
+    # an ordinary image afterwards: full resolution, no blocks
+    view.set_image(np.ones((4, 4)))
+    assert view.block == 1 and not view.detail_shown

@@ -225,6 +225,7 @@ class DiffusePanel(Panel):
             grid.addWidget(self.images[n], i // 4, i % 4)
         right = QtWidgets.QWidget()
         right.setLayout(grid)
+        self._images_area = right
         split = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         split.addWidget(scroll)
         split.addWidget(right)
@@ -289,10 +290,10 @@ class DiffusePanel(Panel):
             self.run("open volume", read_meerkat, path, label=f"Reading {Path(path).name}", key="diffuse-open",
                      on_result=self._volume_loaded)
         else:
-            from ...io.images import read_image
-
-            self.run("open image", read_image, path, label=f"Reading {Path(path).name}", key="diffuse-open",
-                     on_result=self._image_loaded)
+            view = self.images["measured plane"]
+            area = self._images_area.size() * self.devicePixelRatioF()  # a detector frame gets the whole grid
+            self.run("open image", _read_image_for_display, path, area.width() * area.height(), view.percentiles,
+                     label=f"Reading {Path(path).name}", key="diffuse-open", on_result=self._image_loaded)
 
     def _forget_plane(self) -> None:
         """A new file or plane: nothing of the old one may stay on screen."""
@@ -330,9 +331,10 @@ class DiffusePanel(Panel):
         self.cut_button.setEnabled(True)
         self.cut()
 
-    def _image_loaded(self, img) -> None:
+    def _image_loaded(self, loaded) -> None:
+        img, display = loaded
         path = img.path
-        as_plane = path.lower().endswith(".npy") or img.data.shape == (256, 256)
+        as_plane = display is None
         if as_plane:
             self.volume, self.plain_path = None, path
             self.plain_box.setVisible(True)
@@ -351,7 +353,7 @@ class DiffusePanel(Panel):
         view = self.images["measured plane"]
         view.setVisible(True)
         view.plot.setTitle("detector image")
-        view.set_detector_frame(img, scale="log")
+        view.set_detector_frame(img, scale="log", prepared=display)
         self.cut_button.setEnabled(False)
         self._update_factorise_state("a detector image: factorisation needs a reconstructed volume or a plane")
 
@@ -659,3 +661,21 @@ class DiffusePanel(Panel):
                                      on_result=lambda paths: log.info("factorisation written to %s", folder),
                                      on_done=lambda: self.export_button.setEnabled(self.result is not None))
         return self._export_task
+
+
+def _is_plain_plane(path: str, shape) -> bool:
+    """A .npy array or a 256×256 image is read as a plane to factorise; anything else as a detector frame."""
+    return str(path).lower().endswith(".npy") or tuple(shape) == (256, 256)
+
+
+def _read_image_for_display(path: str, screen_px: int, percentiles) -> tuple:
+    """(image, display): a detector frame's display image (block maxima, scale, mask, levels) is prepared here,
+    in the reading worker, so the GUI thread only hands it to Qt; None for a plain plane."""
+    from ...io.images import read_image
+    from ..views.image_view import prepare_frame
+
+    img = read_image(path)
+    if _is_plain_plane(img.path, img.data.shape):
+        return img, None
+    return img, prepare_frame(img.data, img.pixel_mask(), scale="log", screen_px=max(int(screen_px), 500 * 500),
+                              percentiles=tuple(percentiles))

@@ -237,7 +237,7 @@ class TrainingPanel(Panel):
 
         self.timer = QtCore.QTimer(self)
         self.timer.setInterval(400)
-        self.timer.timeout.connect(self.poll)
+        self.timer.timeout.connect(lambda: self.poll(staged=True))
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.pause_button.toggled.connect(self.set_paused)
@@ -335,6 +335,7 @@ class TrainingPanel(Panel):
         self._attached = False
         self._run_steps = cfg.steps
         self._follow(Path(cfg.run_dir), reset=True)
+        self._prepare_curves()
         self.task = self.run("training", train, cfg, resume=self.resume.isChecked(), control=self.control,
                              label=f"Training {cfg.kind}", on_result=self._finished, on_done=self._ended,
                              on_error=self._failed)
@@ -410,7 +411,7 @@ class TrainingPanel(Panel):
         self._final = f"failed: {msg}"
 
     def _ended(self) -> None:
-        self.poll()  # the last records first, then the run's own summary
+        self.poll(staged=True)  # the last records first, then the run's own summary
         self._set_running(False)
         if self._final:
             self.status.setText(self._final)
@@ -449,6 +450,8 @@ class TrainingPanel(Panel):
         self._attached = True
         self._run_steps = self.cfg.steps if cfg_file.exists() else None
         self._follow(p, reset=True)
+        if cfg_file.exists():  # the run's own configuration names its curves
+            self._prepare_curves()
         self.status.setText(f"following {p}")
         self.poll()  # what the log holds now (the run may have ended long ago)
 
@@ -473,7 +476,21 @@ class TrainingPanel(Panel):
             self.eta_label.setText("—")
         self.timer.start()
 
-    def poll(self) -> None:
+    VALIDATION_CURVES = {"phai": ("val_accuracy", "val_map_r", "val_random_map_r"),
+                         "dsfu": ("val_mse_ff", "val_mse_sro", "noise_mse_ff", "noise_mse_sro")}
+
+    def _prepare_curves(self) -> None:
+        """The run's curves and legend entries created once, before its first records (then updated in place)."""
+        self.loss_plot.prepare(["loss"])
+        self.lr_plot.prepare(["lr"])
+        names = list(self.VALIDATION_CURVES.get(self.cfg.kind, ()))
+        if self.cfg.kind == "phai" and getattr(self.cfg, "real_validation", None):
+            names.append("real_map_r")
+        self.metric_plot.prepare(names)
+
+    def poll(self, staged: bool = False) -> None:
+        """Read the run's new records and update the curves and figures (`staged`: the three plots one per
+        event-loop turn, as the live timer does; otherwise at once)."""
         if self.follower is None:
             return
         new = self.follower.poll()
@@ -483,7 +500,7 @@ class TrainingPanel(Panel):
                 self._shown_counts = (-1, -1)
             else:
                 self.records.extend(new)
-            self._update_curves()
+            self._update_curves(staged)
         self._refresh_run_controls()
         sample = self.run_dir / "sample.npz" if self.run_dir else None
         if sample is not None and sample.exists():
@@ -492,17 +509,20 @@ class TrainingPanel(Panel):
                 self._sample_mtime = m
                 self._show_sample(sample)
 
-    def _update_curves(self) -> None:
+    def _update_curves(self, staged: bool = False) -> None:
         tr = [r for r in self.records if r.get("kind") == "train"]
         val = [r for r in self.records if r.get("kind") == "validation"]
         # a curve is re-set only when its series grew (each set costs the GUI thread ~5-10 ms: a poll that
-        # re-set all five kept the event loop busy > 100 ms together with the repaint)
+        # re-set all five kept the event loop busy > 100 ms together with the repaint), and while a run is
+        # followed live, one plot per event-loop turn (a 1 ms timer lets each be painted before the next is set:
+        # the three plots' repaints in one turn took ~60-100 ms)
         shown_tr, shown_val = self._shown_counts
         self._shown_counts = (len(tr), len(val))
+        updates = []
         if tr and len(tr) != shown_tr:
             steps = [r["step"] for r in tr]
-            self.loss_plot.set_curve("loss", steps, [r["loss"] for r in tr])
-            self.lr_plot.set_curve("lr", steps, [r["lr"] for r in tr])
+            updates.append(lambda: self.loss_plot.set_curve("loss", steps, [r["loss"] for r in tr]))
+            updates.append(lambda: self.lr_plot.set_curve("lr", steps, [r["lr"] for r in tr]))
         if tr:
             last = tr[-1]
             total = self._run_steps
@@ -516,11 +536,23 @@ class TrainingPanel(Panel):
         self.rate_label.setText(rate)
         self.eta_label.setText(eta)
         if val and len(val) != shown_val:
-            steps = [r["step"] for r in val]
-            for key in ("val_accuracy", "val_map_r", "val_random_map_r", "real_map_r", "val_mse_ff", "val_mse_sro",
-                        "noise_mse_ff", "noise_mse_sro"):
-                if key in val[-1]:
-                    self.metric_plot.set_curve(key, steps, [r.get(key, np.nan) for r in val])
+            def metrics(steps=[r["step"] for r in val]):
+                for key in ("val_accuracy", "val_map_r", "val_random_map_r", "real_map_r",
+                            *self.VALIDATION_CURVES["dsfu"]):
+                    if key in val[-1]:
+                        self.metric_plot.set_curve(key, steps, [r.get(key, np.nan) for r in val])
+            updates.append(metrics)
+        if staged:
+            self._set_staged(updates)
+        else:
+            for update in updates:
+                update()
+
+    def _set_staged(self, updates: list) -> None:
+        if updates:
+            updates[0]()
+            if updates[1:]:
+                QtCore.QTimer.singleShot(1, self, lambda: self._set_staged(updates[1:]))
 
     def _show_sample(self, path: Path) -> None:
         """Read and prepare the validation sample in a worker (maps by FFT); show it when ready."""

@@ -5,7 +5,10 @@ data, a cursor read-out (value and coordinates in the axis units) and an optiona
 
 Detector frames (:meth:`ImageView.set_detector_frame`) are drawn as ALBULA and adxv draw them: row 0 at the top; gap
 (−1) and bad (−2) pixels of PILATUS/EIGER frames masked and counted in the legend; resolution rings and d under the
-cursor when the header states the geometry; a warning on the image for a header-only or empty frame.
+cursor when the header states the geometry; a warning on the image for a header-only or empty frame. A frame with
+more than ~2× the view's screen pixels is drawn as block maxima (a one-pixel spot keeps its value), prepared in a
+worker (:func:`prepare_frame`), with the frame's full-resolution pixels drawn over them where the user zooms in; the
+read-out and the mask legend's counts always use the frame's own pixels.
 
 Using it in a panel (the small API)::
 
@@ -14,6 +17,7 @@ Using it in a panel (the small API)::
     view.set_image(array, readout=lambda i, j: f"h k l = …")    # replace the coordinate part of the read-out
     view.set_mask(codes, {1: ("not measured", (128, 128, 128, 200))})
     view.set_detector_frame(read_image(path))                   # detector mode
+    view.set_detector_frame(frame, prepared=prepared)           # prepared = prepare_frame(…) in the reading worker
     view.clear()                                                # nothing shown, read-out and legend emptied
     view.plot.addItem(item)                                     # overlays in axis units (peaks, outlines …)
 
@@ -116,6 +120,96 @@ def format_value(v: float) -> str:
     return f"{v:.3g}" if 1e-3 <= a < 1e5 else f"{v:.2e}"
 
 
+def auto_levels(values: np.ndarray, percentiles: tuple[float, float], diverging: bool = False) -> tuple[float, float]:
+    """Colour levels at `percentiles` of finite `values` (symmetric about 0 when diverging)."""
+    if values.size == 0:
+        return 0.0, 1.0
+    if diverging:
+        v = float(np.percentile(np.abs(values), percentiles[1])) or 1.0
+        return -v, v
+    lo, hi = (float(x) for x in np.percentile(values, percentiles))
+    if hi <= lo:
+        lo, hi = float(values.min()), float(values.max())
+    return lo, hi
+
+
+def block_size_for(shape: tuple[int, int], screen_px: int, oversample: float = 2.0) -> int:
+    """The smallest block edge b (pixels) whose b×b block maxima of a `shape` frame hold at most `oversample` ×
+    `screen_px` display pixels (1: the frame is shown as it is)."""
+    rows, cols = shape
+    b = 1
+    while -(-rows // b) * -(-cols // b) > oversample * max(screen_px, 1):
+        b += 1
+    return b
+
+
+class FrameDisplay:
+    """A detector frame's display image, prepared off the GUI thread (:func:`prepare_frame`).
+
+    ``shown`` holds the maxima over b×b pixel blocks of the valid (unmasked, finite) pixels, so a one-pixel Bragg
+    spot keeps its full value at any zoom-out; a block all of whose pixels are masked is NaN and carries the
+    largest code of its pixels in ``shown_codes``. ``codes`` (full resolution), ``counts`` (exact pixel counts per
+    code) and ``sample`` (a regular sample of the valid pixels at full resolution, for the scale's parameter and
+    the auto contrast) describe the whole frame; the read-out uses the frame's own pixels, never the blocks.
+    ``display`` and ``levels`` are the scaled image and auto-contrast levels for ``scale``."""
+
+    def __init__(self, block, shown, shown_codes, codes, counts, sample, scale, scale_p, display, levels):
+        self.block, self.shown, self.shown_codes, self.codes = block, shown, shown_codes, codes
+        self.counts, self.sample, self.scale, self.scale_p = counts, sample, scale, scale_p
+        self.display, self.levels = display, levels
+
+
+def frame_codes(data: np.ndarray, mask: Optional[np.ndarray]) -> np.ndarray:
+    """int16 mask codes of a frame: the given codes, and NO_DATA on non-finite pixels that carry no code."""
+    codes = np.zeros(data.shape, np.int16) if mask is None else np.asarray(mask).astype(np.int16)
+    if data.dtype.kind == "f":
+        bad = ~np.isfinite(data)
+        if bad.any():
+            codes[bad & (codes == 0)] = NO_DATA
+    return codes
+
+
+def prepare_frame(data: np.ndarray, mask: Optional[np.ndarray], *, scale: str, screen_px: int,
+                  percentiles: tuple[float, float] = (0.5, 99.8), oversample: float = 2.0,
+                  n_sample: int = 400_000) -> FrameDisplay:
+    """The display image of a frame (2D counts, `mask` int codes 0 = valid): block maxima when the frame has
+    more than `oversample` × `screen_px` pixels, scaled with `scale`, NaN where masked, auto levels. Numpy only:
+    run it in a worker so the GUI thread only hands the small image to Qt."""
+    codes = frame_codes(data, mask)
+    rows, cols = data.shape
+    b = block_size_for((rows, cols), screen_px, oversample)
+    masked = codes != 0
+    step = max(1, data.size // n_sample)
+    flat = data.reshape(-1)[::step].astype(np.float32)
+    sample = flat[~masked.reshape(-1)[::step]]
+    sample = sample[np.isfinite(sample)]
+    lo_code = int(codes.min(initial=0))
+    counts = {int(c) + lo_code: int(n) for c, n in enumerate(np.bincount((codes.reshape(-1) - lo_code).astype(np.intp)))
+              if n and int(c) + lo_code != 0}
+    if b == 1:
+        shown = data.astype(np.float32)
+        shown[masked] = np.nan
+        shown_codes = codes
+    else:
+        R, C = -(-rows // b), -(-cols // b)
+        pad = np.full((R * b, C * b), -np.inf, np.float32)
+        pad[:rows, :cols] = data
+        pad[:rows, :cols][masked] = -np.inf
+        shown = pad.reshape(R, b, C, b).max(axis=(1, 3))
+        empty = shown == -np.inf
+        shown[empty] = np.nan
+        cpad = np.full((R * b, C * b), np.iinfo(np.int16).min, np.int16)
+        cpad[:rows, :cols] = codes
+        shown_codes = cpad.reshape(R, b, C, b).max(axis=(1, 3))
+        shown_codes[~empty | (shown_codes == np.iinfo(np.int16).min)] = 0
+    p = scale_parameter(scale, sample)
+    display = np.asarray(scale_forward(scale, shown, p), dtype=np.float32)
+    if display is shown and b == 1:
+        display = display.copy()
+    levels = auto_levels(np.asarray(scale_forward(scale, sample, p)), percentiles)
+    return FrameDisplay(b, shown, shown_codes, codes, counts, sample, scale, p, display, levels)
+
+
 # ---------------------------------------------------------------------- the view
 def _shrinkable(label: pg.LabelItem) -> None:
     """A plot title that never makes its plot wider than the view: pyqtgraph sets a title's minimum width to
@@ -167,6 +261,7 @@ class ImageView(QtWidgets.QWidget):
         self._values_mode = False  # colour bar for non-image content (set_values)
         self._setting_levels = False
         self.mask_report = ""
+        self._frame: Optional[FrameDisplay] = None  # a detector frame's prepared display (block maxima)
         self.ring_resolutions: list[float] = []
         self.no_rings_reason = ""
 
@@ -206,6 +301,18 @@ class ImageView(QtWidgets.QWidget):
         self.mask_item = pg.ImageItem(axisOrder=axis_order)
         self.mask_item.setZValue(-5)
         self.plot.addItem(self.mask_item)
+        # a frame shown as block maxima gets its full-resolution pixels back where the user zooms in: the visible
+        # part (and a margin) at full resolution over the blocks, once the zoom or pan has settled
+        self.detail_item = pg.ImageItem(axisOrder=axis_order)
+        self.detail_item.setZValue(-8)
+        self.detail_mask_item = pg.ImageItem(axisOrder=axis_order)
+        self.detail_mask_item.setZValue(-4)
+        for item in (self.detail_item, self.detail_mask_item):
+            item.setVisible(False)
+            self.plot.addItem(item)
+        self._detail_timer = QtCore.QTimer(self, singleShot=True, interval=120)
+        self._detail_timer.timeout.connect(self._update_detail)
+        self.plot.vb.sigRangeChanged.connect(self._range_changed)
         # the mask legend sits under the plot (never over the data): colour, meaning and pixel count per class
         self.mask_legend = QtWidgets.QLabel("")
         self.mask_legend.setWordWrap(True)
@@ -217,14 +324,19 @@ class ImageView(QtWidgets.QWidget):
         if colorbar == "histogram":
             self.histogram = pg.HistogramLUTItem(image=self.image_item, fillHistogram=True)
             self.histogram.gradient.setColorMap(self.colormap)
+            # the colour map's 256 stops become 256 gradient ticks, each an item painted at every repaint of the
+            # bar (~3 ms per view and paint): hidden, as the colour map is not edited by hand here
+            self.histogram.gradient.showTicks(False)
             self.histogram.vb.setMinimumWidth(24)
             self.histogram.vb.setMaximumWidth(48)  # histogram beside the bar, not a second plot
             self.histogram.sigLevelsChanged.connect(self._user_levels)
+            self.histogram.sigLookupTableChanged.connect(self._sync_detail)
             self.graphics.addItem(self.histogram, 0, 1)
             self.bar_axis = self.histogram.axis
         else:
             self.colorbar = pg.ColorBarItem(colorMap=self.colormap, width=12, interactive=True, rounding=1e-6)
-            self.colorbar.setImageItem(self.image_item, insert_in=self.plot)
+            # the full-resolution detail of a frame follows the bar's levels and colour map with the image
+            self.colorbar.setImageItem([self.image_item, self.detail_item], insert_in=self.plot)
             self.colorbar.sigLevelsChanged.connect(self._user_levels)
             self.bar_axis = self.colorbar.axis
         self._install_ticks(self.bar_axis)
@@ -331,6 +443,7 @@ class ImageView(QtWidgets.QWidget):
     def _set(self, data, readout, *, rect=None, transform=None, mask=None, mask_legend=None, nan_label="no data",
              quantity=None, unit=None, keep_levels=False, keep_view=False, fit_items=()) -> None:
         self._clear_overlays()
+        self._drop_frame()
         if quantity is not None or unit is not None:
             self.set_quantity(quantity if quantity is not None else self.quantity, unit if unit is not None else self.unit)
         self.readout_fn = readout
@@ -384,6 +497,7 @@ class ImageView(QtWidgets.QWidget):
         if self.detector is not None:
             self._leave_detector_mode()
         self._clear_overlays()
+        self._drop_frame()
         if quantity is not None or unit is not None:
             self.set_quantity(quantity if quantity is not None else self.quantity, unit if unit is not None else self.unit)
         self.image_item.clear()
@@ -413,9 +527,14 @@ class ImageView(QtWidgets.QWidget):
         """Overlay `mask` (bool or int codes, 0 = valid) on the current image; legend {code: (label, RGBA)}."""
         if self.data is None:
             return
+        legend = dict(legend or ({1: ("masked", (60, 160, 255, 200))} if mask is not None else {}))
+        if self._frame is not None:  # a detector frame: its display image is prepared again with this mask
+            self._set_frame(self.data, prepare_frame(self.data, mask, scale=self.scale_name,
+                                                     screen_px=self.screen_pixels(), percentiles=self.percentiles),
+                            legend)
+            return
         finite = np.isfinite(self.data)
         codes = np.zeros(self.data.shape, np.int16) if mask is None else np.asarray(mask).astype(np.int16)
-        legend = dict(legend or ({1: ("masked", (60, 160, 255, 200))} if mask is not None else {}))
         if not finite.all():
             codes[~finite & (codes == 0)] = NO_DATA
             legend[NO_DATA] = self.mask_legend_spec.get(NO_DATA, ("no data", NO_DATA_COLOUR))
@@ -435,6 +554,27 @@ class ImageView(QtWidgets.QWidget):
             self._update_bar_label()
             return
         name = self.scale_name
+        fr = self._frame
+        if fr is not None:  # a detector frame: its block maxima are shown, its full-resolution sample sets the scale
+            if fr.scale == name:
+                self._scale_p, self.display = fr.scale_p, fr.display
+            else:
+                self._scale_p = scale_parameter(name, fr.sample)
+                self.display = np.asarray(scale_forward(name, fr.shown, self._scale_p), dtype=np.float32)
+            old = self.levels()
+            self.image_item.setImage(self.display, autoLevels=False, levels=old or (0.0, 1.0))
+            self._update_bar_label()
+            self.bar_axis.picture = None
+            if keep_levels and old is not None:
+                self.set_levels(*old)
+            elif fr.scale == name:
+                self.set_levels(*fr.levels)
+            else:
+                self.auto_contrast()
+            self.image_item.setRect(QtCore.QRectF(*self._rect))
+            if self.detail_item.isVisible():
+                self._update_detail()  # a new scale: the detail redrawn with it
+            return
         if self._data32 is None or self._data32.shape != self.data.shape:
             self._data32 = self.data.astype(np.float32)
         masked = None if self.mask is None else self.mask != 0
@@ -478,6 +618,7 @@ class ImageView(QtWidgets.QWidget):
         return None if lv is None else tuple(float(scale_inverse(self.scale_name, v, self._scale_p)) for v in lv)
 
     def _user_levels(self, *_) -> None:
+        self._sync_detail()
         if not self._setting_levels:
             self.levels_changed.emit()
 
@@ -505,6 +646,7 @@ class ImageView(QtWidgets.QWidget):
             self.colorbar.setLevels((lo, hi))
         if not self._values_mode:
             self.image_item.setLevels((lo, hi))
+        self._sync_detail()
         self.bar_axis.picture = None
         self.bar_axis.update()
 
@@ -512,18 +654,11 @@ class ImageView(QtWidgets.QWidget):
         """Levels at the view's percentiles of the shown values (symmetric about 0 when diverging)."""
         if self.display is None:
             return
-        vals = self._sample(self.display)
-        if vals.size == 0:
-            self.set_levels(0.0, 1.0)
-            return
-        if self.diverging:
-            v = float(np.percentile(np.abs(vals), self.percentiles[1])) or 1.0
-            self.set_levels(-v, v)
+        if self._frame is not None:  # the frame's own pixels, not the block maxima
+            vals = np.asarray(scale_forward(self.scale_name, self._frame.sample, self._scale_p))
         else:
-            lo, hi = (float(x) for x in np.percentile(vals, self.percentiles))
-            if hi <= lo:
-                lo, hi = float(vals.min()), float(vals.max())
-            self.set_levels(lo, hi)
+            vals = self._sample(self.display)
+        self.set_levels(*auto_levels(vals, self.percentiles, self.diverging))
 
     def zoom_to_data(self) -> None:
         if self.data is None:
@@ -545,7 +680,8 @@ class ImageView(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ mask
     def _draw_mask(self) -> None:
-        codes = self.mask
+        fr = self._frame
+        codes = self.mask if fr is None else fr.shown_codes  # the overlay: per block for a frame's block maxima
         self.mask_legend.setText("")
         self._mask_counts = {}
         if codes is None:
@@ -562,7 +698,7 @@ class ImageView(QtWidgets.QWidget):
         lut = np.zeros((hi - lo + 1, 4), np.uint8)
         lines, html = [], []
         for code, (label, colour) in self.mask_legend_spec.items():
-            n = int(np.count_nonzero(masked == code))
+            n = int(np.count_nonzero(masked == code)) if fr is None else fr.counts.get(code, 0)  # exact counts
             if not n:
                 continue
             lut[code - lo] = colour
@@ -570,14 +706,13 @@ class ImageView(QtWidgets.QWidget):
             r, g, b = colour[:3]
             html.append(f"<span style='color:rgb({r},{g},{b})'>■</span>&nbsp;{label}:&nbsp;{n:,}&nbsp;px"
                         .replace(",", "&nbsp;"))  # Qt breaks lines at a narrow no-break space: not inside a count
-            lines.append(f"{label}: {n} pixels{self._positions(codes == code) if n <= 200 else ''}")
+            lines.append(f"{label}: {n} pixels{self._positions(self.mask == code) if n <= 200 else ''}")
         if not lines:
             self.mask_item.clear()
             self.mask_legend.setVisible(False)
             return
-        rgba32 = np.zeros(flat.size, np.uint32)
-        rgba32[where] = lut.view(np.uint32).ravel()[masked.astype(np.intp) - lo]
-        rgba = rgba32.view(np.uint8).reshape(codes.shape + (4,))  # RGBA per pixel
+        self._mask_lut = (lut, lo)
+        rgba = self._mask_rgba(codes)
         # no levels: pyqtgraph wraps the RGBA bytes in a QImage as they are (levels sent it through makeARGB,
         # a copy of every pixel at each paint, ~60 ms for a 6-megapixel frame)
         self.mask_item.setImage(rgba, autoLevels=False, levels=None)
@@ -587,6 +722,15 @@ class ImageView(QtWidgets.QWidget):
         self.mask_legend.setVisible(True)
         self.mask_report = "\n".join(lines)
         self.mask_legend.setToolTip(self.mask_report)
+
+    def _mask_rgba(self, codes: np.ndarray) -> np.ndarray:
+        """RGBA per pixel of mask `codes` through the legend's colours (transparent where 0)."""
+        lut, lo = self._mask_lut
+        flat = codes.reshape(-1)
+        where = np.flatnonzero(flat)
+        rgba32 = np.zeros(flat.size, np.uint32)
+        rgba32[where] = lut.view(np.uint32).ravel()[flat[where].astype(np.intp) - lo]
+        return rgba32.view(np.uint8).reshape(codes.shape + (4,))
 
     def _positions(self, sel: np.ndarray, n: int = 12) -> str:
         if sel.sum() > 200:
@@ -602,11 +746,31 @@ class ImageView(QtWidgets.QWidget):
         return dict(self._mask_counts) if self.mask is not None else {}
 
     # ------------------------------------------------------------------ detector mode
-    def set_detector_frame(self, frame, rings: bool = True, scale: Optional[str] = None) -> None:
+    def screen_pixels(self) -> int:
+        """Device pixels of the plot area (at least 500 × 500): what a frame's display image is sized for."""
+        dpr = self.devicePixelRatioF()
+        return int(max(self.graphics.width(), 500) * max(self.graphics.height(), 500) * dpr * dpr)
+
+    def prepare_frame(self, frame, scale: Optional[str] = None, screen_px: Optional[int] = None) -> FrameDisplay:
+        """The display image of `frame` for this view (:func:`prepare_frame`): numpy only, so a panel calls it in
+        its reading worker (with `screen_px` taken in the GUI thread) and hands the result to
+        :meth:`set_detector_frame`."""
+        return prepare_frame(frame.data, frame.pixel_mask(), scale=scale or self.scale_name,
+                             screen_px=screen_px or self.screen_pixels(), percentiles=self.percentiles)
+
+    def set_detector_frame(self, frame, rings: bool = True, scale: Optional[str] = None,
+                           prepared: Optional[FrameDisplay] = None) -> None:
         """A detector frame (:class:`crystalstudio.io.images.DetectorImage`): row 0 on top, pixel axes, gap and bad
-        pixels masked, resolution rings and d under the cursor when the geometry is known, warnings on the image."""
+        pixels masked, resolution rings and d under the cursor when the geometry is known, warnings on the image.
+
+        A frame with more than ~2× the view's screen pixels is drawn as block maxima (single-pixel spots kept),
+        with its full-resolution pixels drawn where the user zooms in; the read-out and the mask legend's counts are
+        always the frame's own pixels. `prepared` (:meth:`prepare_frame`, computed in a worker) leaves the GUI
+        thread only the drawing."""
         from ...io.images import MASK_BAD, MASK_GAP, MASK_LABELS
 
+        if self.detector is not None:
+            self._leave_detector_mode()
         self.detector = frame
         self.plot.vb.invertY(True)
         self.set_axes(("x", "pixel"), ("y", "pixel"))
@@ -614,8 +778,10 @@ class ImageView(QtWidgets.QWidget):
             self.scale.blockSignals(True)
             self.scale.setCurrentText(scale)
             self.scale.blockSignals(False)
+        if prepared is None or prepared.shown.size == 0:
+            prepared = self.prepare_frame(frame)
         legend = {MASK_GAP: (MASK_LABELS[MASK_GAP], (60, 80, 140, 255)), MASK_BAD: (MASK_LABELS[MASK_BAD], (255, 40, 40, 255))}
-        self._set(frame.data, None, mask=frame.pixel_mask(), mask_legend=legend, quantity="I", unit="counts")
+        self._set_frame(frame.data, prepared, legend)
         self.warnings = list(frame.warnings)
         geo = frame.geometry
         if rings and geo is not None:
@@ -638,7 +804,91 @@ class ImageView(QtWidgets.QWidget):
             self._overlays.append(text)
         self.readout.setText("⚠ " + notes[0] if notes else (self.no_rings_reason or ""))
 
+    def _set_frame(self, data: np.ndarray, fr: FrameDisplay, legend: dict) -> None:
+        self._clear_overlays()
+        self._drop_frame()
+        self._values_mode = False
+        self.set_quantity("I", "counts")
+        self.readout_fn = None
+        self._fit_items = []
+        self.readout.setText("")
+        self.data, self._data32, self.mask, self._frame = np.asarray(data), None, fr.codes, fr
+        self.mask_legend_spec = dict(legend)
+        if NO_DATA in fr.counts:
+            self.mask_legend_spec[NO_DATA] = ("no data", NO_DATA_COLOUR)
+        for item in (self.image_item, self.mask_item):
+            item.setTransform(QtGui.QTransform())
+        rows, cols = fr.shown.shape
+        self._rect = (0, 0, cols * fr.block, rows * fr.block)  # a shown pixel covers block × block frame pixels
+        self._rescale()
+        self._draw_mask()
+        self.zoom_to_data()
+
+    @property
+    def block(self) -> int:
+        """Frame pixels per shown pixel along each axis (1 unless a large frame is shown as block maxima)."""
+        return self._frame.block if self._frame is not None else 1
+
+    def _drop_frame(self) -> None:
+        self._frame = None
+        self._detail_timer.stop()
+        for item in (self.detail_item, self.detail_mask_item):
+            item.setVisible(False)
+            item.clear()
+
+    def _range_changed(self, *_) -> None:
+        if self._frame is not None and self._frame.block > 1:
+            self._detail_timer.start()
+
+    def _update_detail(self) -> None:
+        """Where the view shows at most ~2× its screen pixels of a block-maxima frame, draw that part (and a 10 %
+        margin) at full resolution over the blocks; hide it when zoomed out again."""
+        fr = self._frame
+        if fr is None or fr.block == 1 or self.data is None:
+            return
+        (x0, x1), (y0, y1) = self.plot.vb.viewRange()
+        rows, cols = self.data.shape
+        dpr = self.devicePixelRatioF()
+        screen = max(self.plot.vb.width() * self.plot.vb.height() * dpr * dpr, 1.0)
+        c0, c1 = max(0, math.floor(x0)), min(cols, math.ceil(x1))
+        r0, r1 = max(0, math.floor(y0)), min(rows, math.ceil(y1))
+        if c1 <= c0 or r1 <= r0 or (c1 - c0) * (r1 - r0) > 2.0 * screen:
+            for item in (self.detail_item, self.detail_mask_item):
+                item.setVisible(False)
+            return
+        mc, mr = (c1 - c0) // 10 + 1, (r1 - r0) // 10 + 1
+        c0, c1, r0, r1 = max(0, c0 - mc), min(cols, c1 + mc), max(0, r0 - mr), min(rows, r1 + mr)
+        raw = self.data[r0:r1, c0:c1].astype(np.float32)
+        codes = self.mask[r0:r1, c0:c1]
+        raw[codes != 0] = np.nan
+        disp = np.asarray(scale_forward(self.scale_name, raw, self._scale_p), dtype=np.float32)
+        rect = QtCore.QRectF(c0, r0, c1 - c0, r1 - r0)
+        self.detail_item.setImage(disp, autoLevels=False, levels=self.image_item.levels)
+        self.detail_item.setRect(rect)
+        self._sync_detail()
+        self.detail_item.setVisible(True)
+        if codes.any() and getattr(self, "_mask_lut", None) is not None:
+            self.detail_mask_item.setImage(self._mask_rgba(codes), autoLevels=False, levels=None)
+            self.detail_mask_item.setRect(rect)
+            self.detail_mask_item.setVisible(True)
+        else:
+            self.detail_mask_item.setVisible(False)
+
+    def _sync_detail(self, *_) -> None:
+        """The full-resolution detail drawn with the blocks' colour map and levels."""
+        if self._frame is None or not self.detail_item.isVisible() and self.detail_item.image is None:
+            return
+        self.detail_item.setLookupTable(self.image_item.lut)
+        if self.image_item.levels is not None:
+            self.detail_item.setLevels(self.image_item.levels)
+
+    @property
+    def detail_shown(self) -> bool:
+        """Whether the full-resolution detail of a block-maxima frame is drawn (the user zoomed in)."""
+        return self.detail_item.isVisible()
+
     def _leave_detector_mode(self) -> None:
+        self._drop_frame()
         self.detector = None
         self.warnings = []
         self.plot.vb.invertY(False)
@@ -679,7 +929,8 @@ class ImageView(QtWidgets.QWidget):
         if self.data is None or self._values_mode:
             return None
         p = self.image_item.mapFromScene(scene_pos)
-        px, py = math.floor(p.x()), math.floor(p.y())
+        b = self.block  # item coordinates count shown pixels: block maxima cover b × b frame pixels
+        px, py = math.floor(p.x() * b), math.floor(p.y() * b)
         i, j = (py, px) if self.axis_order == "row-major" else (px, py)
         if 0 <= i < self.data.shape[0] and 0 <= j < self.data.shape[1]:
             return i, j

@@ -129,17 +129,32 @@ class CurvePlot(ExportablePlot):
         self.plot.setLogMode(y=log_y)
         self.markers = markers
         self._curves: dict[str, pg.PlotDataItem] = {}
+        self._symbols: dict[str, tuple] = {}  # (symbol, size) set on each curve
 
-    def set_curve(self, name: str, x, y) -> None:
-        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    def prepare(self, names: Sequence[str]) -> None:
+        """Create the (empty) curves and their legend entries now, e.g. when a run starts: creating a curve with
+        its legend entry costs the GUI thread several ms, and a first validation created four at once."""
+        for name in names:
+            self._curve(name)
+
+    def _curve(self, name: str) -> pg.PlotDataItem:
         if name not in self._curves:
             c = PALETTE[len(self._curves) % len(PALETTE)]
             self._curves[name] = self.plot.plot([], [], pen=pg.mkPen(c, width=2), name=name, symbol="o",
                                                 symbolSize=6, symbolBrush=c, symbolPen=None)
-        item = self._curves[name]
+            self._symbols[name] = ("o", 6)
+        return self._curves[name]
+
+    def set_curve(self, name: str, x, y) -> None:
+        """Set a curve's points (created on first use unless prepared); updated in place."""
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        item = self._curve(name)
         many = len(x) > self.MANY
-        item.setSymbol(None if many and self.markers != "always" else "o")
-        item.setSymbolSize(4 if many else 6)
+        symbol = (None if many and self.markers != "always" else "o", 4 if many else 6)
+        if symbol != self._symbols[name]:  # each setSymbol* re-renders the markers: only on a change
+            item.setSymbol(symbol[0])
+            item.setSymbolSize(symbol[1])
+            self._symbols[name] = symbol
         item.setData(x, y)
         self._table[name] = (x, y)
 
@@ -147,4 +162,5 @@ class CurvePlot(ExportablePlot):
         self.plot.clear()
         self.legend.clear()
         self._curves = {}
+        self._symbols = {}
         self._table = {}
