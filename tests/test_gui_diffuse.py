@@ -112,12 +112,18 @@ CLOSE_SCRIPT = textwrap.dedent("""
             dp.factorise()
             task = dp._factorise_task
             def seen(f, msg):
-                want = {"networks": "network, pass 2", "alpha": "α"}[moment]
+                # progress reaches the GUI throttled (~20 Hz): match any message of the stage, not one pass's
+                want = {"networks": "network, pass", "alpha": "α"}[moment]
                 if want in msg and not state["closed"]:
                     state["closed"] = True
                     print("closing at", repr(msg), flush=True)
                     win.close()
+            def ended():
+                if not state["closed"]:  # the moment never came: fail fast with a reason instead of hanging
+                    print("the factorisation ended before the moment", repr(moment), flush=True)
+                    win.close()
             task.progress.connect(seen)
+            task.done.connect(ended)
 
     timer = QtCore.QTimer()
     timer.timeout.connect(drive)
