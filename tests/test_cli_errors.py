@@ -90,6 +90,50 @@ def _config(tmp_path, text):
     return str(p)
 
 
+def _file(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content)
+    return str(p)
+
+
+def _truncated_hkl(tmp_path):
+    """A .hkl cut mid-record with its .ins beside it (a transfer that stopped)."""
+    import shutil
+
+    src = _data("pairs", "sucrose_P21", "sucrose.hkl")
+    shutil.copy(src.replace(".hkl", ".ins"), tmp_path / "cut.ins")
+    return _file(tmp_path, "cut.hkl", open(src, "rb").read()[:20000])
+
+
+def _cif_without_symmetry(tmp_path):
+    """A structure CIF (with its reflections embedded) whose space-group names and operators were stripped."""
+    import gemmi
+
+    doc = gemmi.cif.read(_data("pairs", "timmy_P212121", "timmy.cif"))
+    block = doc.sole_block()
+    for tag in ("_space_group_IT_number", "_space_group_name_H-M_alt", "_space_group_name_Hall",
+                "_space_group_crystal_system", "_symmetry_space_group_name_H-M", "_symmetry_Int_Tables_number",
+                "_symmetry_space_group_name_Hall", "_symmetry_cell_setting"):
+        if block.find_value(tag) is not None:
+            block.set_pair(tag, "?")
+    for tag in ("_space_group_symop_operation_xyz", "_symmetry_equiv_pos_as_xyz"):
+        table = block.find([tag])
+        if len(table):
+            table.erase()
+    out = tmp_path / "nosym.cif"
+    doc.write_file(str(out))
+    return str(out)
+
+
+def _h5_without_volume(tmp_path):
+    import h5py
+
+    p = tmp_path / "other.h5"
+    with h5py.File(p, "w") as f:
+        f["data"] = [[1.0, 2.0], [3.0, 4.0]]
+    return str(p)
+
+
 # (subcommand, argv builder, words the one line must contain); every case must end in one line, status ≠ 0
 CASES = [
     ("generate", lambda t: ["generate", "--n", "ten", "--out", str(t / "o")], "--n: must be a whole number"),
@@ -130,6 +174,23 @@ CASES = [
     ("phase", lambda t: ["phase", _data("pairs", "sucrose_P21", "sucrose.hkl"), "--cell", "0", "5", "5", "90", "90",
                          "90", "--out", str(t / "o")], "cell lengths must be positive numbers, got a, b, c = 0, 5, 5 Å"),
     ("phase", lambda t: ["phase", _data("pairs", "sucrose_P21", "sucrose.hkl"), "--out", "/proc/cs-phase"], "cannot write"),
+    ("phase", lambda t: ["phase", _file(t, "empty.hkl", b""), "--out", str(t / "o")], "empty.hkl: file is empty"),
+    ("phase", lambda t: ["phase", _file(t, "image.hkl", bytes(range(256)) * 20), "--out", str(t / "o")],
+     "image.hkl: binary file of unknown type"),
+    ("phase", lambda t: ["phase", _truncated_hkl(t), "--out", str(t / "o")], "cut.hkl, line 589: line too short"),
+    ("phase", lambda t: ["phase", _file(t, "lonely.hkl", open(_data("pairs", "sucrose_P21", "sucrose.hkl"), "rb").read()),
+                         "--out", str(t / "o")],
+     "lonely.hkl: the cell and the space group are unknown — neither the file nor a companion"),
+    ("phase", lambda t: ["phase", _cif_without_symmetry(t), "--out", str(t / "o")],
+     "nosym.cif (_shelx_hkl_file): the space group is unknown"),
+    ("phase", lambda t: ["phase", _data("pairs", "sucrose_P21", "sucrose.hkl"), "--structure", _cif_without_symmetry(t),
+                         "--out", str(t / "o")], "nosym.cif: data_timmy: atoms but no space group"),
+    ("phase", lambda t: ["phase", _data("pairs", "sucrose_P21", "sucrose.hkl"), "--structure", str(t / "gone.res"),
+                         "--out", str(t / "o")], "gone.res: file does not exist"),
+    ("factorise", lambda t: ["factorise", _h5_without_volume(t), "--out", str(t / "o")],
+     "other.h5: not a Meerkat/Yell reconstruction"),
+    ("factorise", lambda t: ["factorise", _file(t, "cut.h5", open(_data("diffuse", "meerkat2avg_visual-test.h5"), "rb")
+                                                .read()[:30000]), "--out", str(t / "o")], "cut.h5: not an HDF5 file"),
     ("factorise", lambda t: ["factorise", _data("diffuse", "meerkat2avg_visual-test.h5"), "--passes", "two",
                              "--out", str(t / "o")], "--passes: must be a whole number"),
     ("factorise", lambda t: ["factorise", _data("diffuse", "meerkat2avg_visual-test.h5"), "--out", "/proc/cs-f"],

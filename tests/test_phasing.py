@@ -129,7 +129,7 @@ def test_phai_with_shipped_model_on_real_hkl(tmp_path):
 
 
 def test_bad_inputs_are_clear(tmp_path):
-    with pytest.raises(InvalidInputError, match="cell or space group is unknown"):
+    with pytest.raises(InvalidInputError, match="unknown — neither the file nor a companion"):
         prepare_problem(needs_data("pairs", "ylid_P212121_formats", "target.hkl"))
     with pytest.raises(InvalidInputError, match="differs"):
         from crystalstudio.crystal.cell import UnitCell

@@ -149,7 +149,7 @@ def test_explicit_cell_and_bad_companion(tmp_path):
     src = needs_data("pairs", "ZZULI2_Cu_P21n", "ZZULI2.hkl")
     (tmp_path / "z.hkl").write_bytes(src.read_bytes())
     (tmp_path / "z.res").write_text("TITL broken\nCELL 0.71 1 2\n")  # unreadable companion
-    with pytest.raises(InvalidInputError, match="cell or space group is unknown"):
+    with pytest.raises(InvalidInputError, match="unknown — neither the file nor a companion"):
         prepare_problem(tmp_path / "z.hkl")
     st = read_shelx(src.with_suffix(".ins")).structure
     p = prepare_problem(tmp_path / "z.hkl", cell=st.cell, space_group=st.space_group, formula="C6H10N4Cl2Cu2", z=4)

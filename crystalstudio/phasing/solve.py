@@ -157,8 +157,12 @@ def prepare_problem(reflections, *, structure=None, cell: Optional[UnitCell] = N
                 data.wavelength = data.wavelength or st.wavelength
                 break
     if data.cell is None or data.space_group is None:
-        raise InvalidInputError(f"{data.source}: the cell or space group is unknown — no companion .ins/.res/.cif "
-                                "beside it gives them; enter them (a b c α β γ and the space group)")
+        missing = ("the cell and the space group are" if data.cell is None and data.space_group is None else
+                   "the cell is" if data.cell is None else "the space group is")
+        it = "them" if missing.endswith("are") else "it"
+        raise InvalidInputError(f"{data.source}: {missing} unknown — neither the file nor a companion .ins/.res/.cif "
+                                f"beside it gives {it}; give {it} (command line: --cell A B C AL BE GA and "
+                                "--space-group; Phasing panel: the cell and space-group fields), or --structure")
     if ref is not None and not np.allclose(ref.cell.parameters, data.cell.parameters, rtol=0.02, atol=0.05):
         raise InvalidInputError(f"the reference model's cell ({ref.cell}) differs from the data's ({data.cell})")
     if ref is not None and ref.space_group != data.space_group:
