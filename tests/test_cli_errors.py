@@ -213,3 +213,19 @@ def test_every_command_fails_in_one_line(capsys, tmp_path, command, argv, words)
 
 def test_every_subcommand_is_covered():
     assert {c[0] for c in CASES} >= set(cli.SUBCOMMANDS) | {"typo"}
+
+
+def test_factorise_plane_of_any_size(capsys, tmp_path):
+    """A detector image 100×70 (not a multiple of 64) once ended in 'internal error: RuntimeError: Sizes of tensors
+    must match' inside the U-Net: it is padded with unmeasured pixels, factorised, and the padding said."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "odd.npy"
+    np.save(path, rng.uniform(1.0, 2.0, size=(70, 100)))
+    code, out, err = run_main(capsys, "factorise", str(path), "--passes", "1", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert "padded to 128×128 pixels" in out
+    plane, mask = np.load(tmp_path / "o" / "plane.npy"), np.load(tmp_path / "o" / "measured_mask.npy")
+    assert plane.shape == mask.shape == (128, 128)
+    assert mask[:70, :100].all() and not mask[70:].any() and not mask[:, 100:].any()

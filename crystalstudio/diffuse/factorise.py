@@ -203,6 +203,9 @@ def plain_image_array(path) -> np.ndarray:
     return read_image(p).data
 
 
+NET_MULTIPLE = 64  # the DSFU-Net U-Net halves its input six times: plane sides must be multiples of this
+
+
 def load_plain_plane(path, settings: FactoriseSettings) -> ResampledPlane:
     """A 2D plane from .npy (the DSFU-Net demo input) or an image fabio reads (TIFF, EDF, …).
 
@@ -261,6 +264,12 @@ def load_plain_plane(path, settings: FactoriseSettings) -> ResampledPlane:
         notes.append("no geometry (cell and extent not given): factorisation only, no Warren–Cowley ratios")
     if arr.shape != (settings.size, settings.size):
         notes.append(f"note: {cols}×{rows} pixels; the networks were trained on {settings.size}×{settings.size}")
+    pad_r, pad_c = -rows % NET_MULTIPLE, -cols % NET_MULTIPLE
+    if pad_r or pad_c:  # the U-Net halves the plane six times: unmeasured pixels after the last row and column
+        intensity = np.pad(intensity, ((0, pad_r), (0, pad_c)), constant_values=np.nan)
+        measured = np.pad(measured, ((0, pad_r), (0, pad_c)), constant_values=False)
+        notes.append(f"note: padded to {cols + pad_c}×{rows + pad_r} pixels with unmeasured ones after the last "
+                     f"column and row (the networks need sides that are multiples of {NET_MULTIPLE})")
     label = PlaneGeometry.label(geometry) if geometry is not None else f"{p.name}"
     plane = ResampledPlane(intensity, geometry, None, label, measured, index_map, notes)
     return prepare_plane(plane, settings)

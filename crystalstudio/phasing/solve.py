@@ -161,8 +161,8 @@ def prepare_problem(reflections, *, structure=None, cell: Optional[UnitCell] = N
                    "the cell is" if data.cell is None else "the space group is")
         it = "them" if missing.endswith("are") else "it"
         raise InvalidInputError(f"{data.source}: {missing} unknown — neither the file nor a companion .ins/.res/.cif "
-                                f"beside it gives {it}; give {it} (command line: --cell A B C AL BE GA and "
-                                "--space-group; Phasing panel: the cell and space-group fields), or --structure")
+                                f"beside it gives {it}; give the cell (a b c α β γ) and the space group, or a "
+                                "reference structure")
     if ref is not None and not np.allclose(ref.cell.parameters, data.cell.parameters, rtol=0.02, atol=0.05):
         raise InvalidInputError(f"the reference model's cell ({ref.cell}) differs from the data's ({data.cell})")
     if ref is not None and ref.space_group != data.space_group:
