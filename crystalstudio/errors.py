@@ -36,3 +36,21 @@ class InvalidInputError(CrystalStudioError):
 
 class Cancelled(CrystalStudioError):
     """A long computation was cancelled through its cancel flag."""
+
+
+def torch_load_error(path, exc: BaseException) -> ModelFileError:
+    """The reason `torch.load(path, weights_only=True)` failed, in words: a file that is neither a zip-archive
+    nor a legacy pickle checkpoint (torch says only "KeyError: 101"), a truncated archive, or refused content."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    if not head:
+        return ModelFileError(path, "file is empty (expected PyTorch weights)")
+    if not head.startswith(b"PK") and not head.startswith(b"\x80"):
+        return ModelFileError(path, "not a PyTorch weights file (neither a zip archive nor a pickle)")
+    msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "central directory" in msg or "zip archive" in msg:
+        return ModelFileError(path, "the PyTorch archive is damaged or truncated (an interrupted download or copy?)")
+    return ModelFileError(path, f"not a loadable weights-only PyTorch file ({msg[:200]})")

@@ -134,6 +134,12 @@ def _h5_without_volume(tmp_path):
     return str(p)
 
 
+def _cut_model(tmp_path):
+    from crystalstudio.diffuse.factorise import model_paths
+
+    return _file(tmp_path, "cut.pt", open(model_paths()[0], "rb").read()[:4000])
+
+
 # (subcommand, argv builder, words the one line must contain); every case must end in one line, status ≠ 0
 CASES = [
     ("generate", lambda t: ["generate", "--n", "ten", "--out", str(t / "o")], "--n: must be a whole number"),
@@ -187,6 +193,9 @@ CASES = [
                          "--out", str(t / "o")], "nosym.cif: data_timmy: atoms but no space group"),
     ("phase", lambda t: ["phase", _data("pairs", "sucrose_P21", "sucrose.hkl"), "--structure", str(t / "gone.res"),
                          "--out", str(t / "o")], "gone.res: file does not exist"),
+    ("phase", lambda t: ["phase", _file(t, "cut.fcf", open(_data("pairs", "ntd106c_P-1", "P-1.fcf"), "rb").read()[:30000]),
+                         "--out", str(t / "o")],
+     "cut.fcf, line 23: not a readable CIF: Wrong number of values in loop _refln_* (is the file truncated?)"),
     ("factorise", lambda t: ["factorise", _h5_without_volume(t), "--out", str(t / "o")],
      "other.h5: not a Meerkat/Yell reconstruction"),
     ("factorise", lambda t: ["factorise", _file(t, "cut.h5", open(_data("diffuse", "meerkat2avg_visual-test.h5"), "rb")
@@ -197,6 +206,12 @@ CASES = [
      "cannot write"),
     ("evaluate", lambda t: ["evaluate", str(t / "m.pt"), str(t), "--starts", "many", "--out", str(t / "o")],
      "--starts: must be a whole number"),
+    ("evaluate", lambda t: ["evaluate", _file(t, "m.pt", b"hello\n"), str(t), "--out", str(t / "o")],
+     "m.pt: not a PyTorch weights file (neither a zip archive nor a pickle)"),
+    ("evaluate", lambda t: ["evaluate", _file(t, "m.pt", b""), str(t), "--out", str(t / "o")],
+     "m.pt: file is empty (expected PyTorch weights)"),
+    ("factorise", lambda t: ["factorise", _data("diffuse", "recon_y10.h5"), "--model-ff", _cut_model(t), "--model-sro",
+                             _cut_model(t), "--out", str(t / "o")], "cut.pt: the PyTorch archive is damaged or truncated"),
     ("evaluate", lambda t: ["evaluate", str(t / "m.pt"), str(t), "--device", "gpu", "--out", str(t / "o")],
      "unknown device 'gpu'"),
     ("typo", lambda t: ["factorize", "x.h5"], "unknown command 'factorize'; did you mean 'factorise'?"),

@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ..errors import ModelFileError
+from ..errors import ModelFileError, torch_load_error
 
 
 class UNetDown(nn.Module):
@@ -124,7 +124,7 @@ def load_generator(path, device=None, expected_width: Optional[int] = None) -> D
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise ModelFileError(p, f"not a loadable weights-only PyTorch file ({str(exc).splitlines()[0][:200]})") from None
+        raise torch_load_error(p, exc) from None
     sd = obj.get("model", obj) if isinstance(obj, dict) else obj
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ModelFileError(p, "file holds no state dict of tensors")

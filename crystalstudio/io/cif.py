@@ -66,6 +66,9 @@ def read_cif_document(path: PathLike) -> gemmi.cif.Document:
     except (RuntimeError, ValueError) as exc:
         msg = str(exc)
         m = re.search(r"(\d+):", msg)
+        msg = re.sub(r"^\S*?:\d+:\d+(\(\d+\))?:\s*", "", msg)  # gemmi's "string:23:0(473): " position prefix
+        if "unterminated" in msg or (m and text.count("\n") - int(m.group(1)) < 2) or not text.endswith("\n"):
+            msg += " (is the file truncated?)"
         raise InputFileError(path, f"not a readable CIF: {msg}", int(m.group(1)) if m else None) from None
 
 

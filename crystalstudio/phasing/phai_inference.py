@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..crystal.symmetry import SpaceGroup, encode_hkl
-from ..errors import InvalidInputError, ModelFileError
+from ..errors import InvalidInputError, ModelFileError, torch_load_error
 from ..jobs import check_cancel, report
 from .phai_grid import PhAIGrid
 from .phai_model import PhAI, PhAIConfig, decode_phases
@@ -56,8 +56,7 @@ def load_phai(path, device=None, expected: Optional[PhAIConfig] = None) -> PhAI:
     try:
         obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
-        msg = str(exc).splitlines()[0][:200]
-        raise ModelFileError(p, f"not a loadable weights-only PyTorch file ({msg})") from None
+        raise torch_load_error(p, exc) from None
     sd = obj
     domain = dict(PUBLISHED_DOMAIN)
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
