@@ -26,13 +26,33 @@ def plain_numbers(axis: pg.AxisItem) -> None:
     axis.update()
 
 
+class DecadeLogAxis(pg.AxisItem):
+    """A log-scale axis ticked at decades and at 2 and 5 times them only (pyqtgraph adds 2…9 × each decade,
+    whose labels "9·10⁻⁵ 8·10⁻⁵ 7·10⁻⁵" run into each other on a small plot); all nine only when the range
+    holds fewer than two of those."""
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):
+        lo, hi = sorted((minVal, maxVal))
+        first, last = int(np.floor(lo)), int(np.ceil(hi))
+
+        def within(factors):
+            return [d + np.log10(f) for d in range(first, last + 1) for f in factors if lo <= d + np.log10(f) <= hi]
+
+        decades, minor = within((1,)), within((2, 5))
+        if len(decades) >= 4:  # several decades: those alone
+            minor = []
+        if len(decades) + len(minor) < 2:  # a narrow range: every integer multiple
+            minor = within(range(2, 10))
+        return [(1.0, decades), (None, minor)]
+
+
 class ExportablePlot(QtWidgets.QWidget):
     """A plot with labelled axes (the y axis is labelled with the title when no y_label is given) and PNG/CSV
     export of what is shown."""
 
-    def __init__(self, parent=None, title: str = "", x_label: str = "", y_label: str = ""):
+    def __init__(self, parent=None, title: str = "", x_label: str = "", y_label: str = "", log_y: bool = False):
         super().__init__(parent)
-        self.plot = pg.PlotWidget(title=title)
+        self.plot = pg.PlotWidget(title=title, axisItems={"left": DecadeLogAxis("left")} if log_y else None)
         self.plot.setBackground("w")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", x_label)
@@ -125,11 +145,12 @@ class CurvePlot(ExportablePlot):
     MANY = 60
 
     def __init__(self, *a, log_y: bool = False, markers: str = "few", **kw):
-        super().__init__(*a, **kw)
+        super().__init__(*a, log_y=log_y, **kw)
         self.plot.setLogMode(y=log_y)
         self.markers = markers
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._symbols: dict[str, tuple] = {}  # (symbol, size) set on each curve
+        self._unlisted: set[str] = set()  # prepared curves taken off the legend while they have no points
 
     def prepare(self, names: Sequence[str]) -> None:
         """Create the (empty) curves and their legend entries now, e.g. when a run starts: creating a curve with
@@ -157,10 +178,22 @@ class CurvePlot(ExportablePlot):
             self._symbols[name] = symbol
         item.setData(x, y)
         self._table[name] = (x, y)
+        if name in self._unlisted and len(x):
+            self.legend.addItem(item, name)
+            self._unlisted.discard(name)
+
+    def unlist_empty(self) -> None:
+        """Take the prepared curves that have no points off the legend (e.g. metrics an older run's log does not
+        hold), so that every series the legend lists is drawn; one that gets points later is listed again."""
+        for name, item in self._curves.items():
+            if name not in self._unlisted and not len(self._table.get(name, ((), ()))[0]):
+                self.legend.removeItem(item)
+                self._unlisted.add(name)
 
     def clear_curves(self) -> None:
         self.plot.clear()
         self.legend.clear()
         self._curves = {}
         self._symbols = {}
+        self._unlisted = set()
         self._table = {}
