@@ -59,7 +59,8 @@ class ExportablePlot(QtWidgets.QWidget):
         self.plot.setLabel("left", y_label or title)
         for side in ("bottom", "left"):  # the numbers as they are: no "(x0.001)" rescaling of the label
             plain_numbers(self.plot.getAxis(side))
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        # on a light background, so that a curve passing under the legend does not run through its labels
+        self.legend = self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 210))
         self.png_button = QtWidgets.QPushButton("PNG…")
         self.csv_button = QtWidgets.QPushButton("CSV…")
         self.png_button.setToolTip("Save the plot as a PNG image")
