@@ -26,6 +26,19 @@ def plain_numbers(axis: pg.AxisItem) -> None:
     axis.update()
 
 
+INK = "#333333"  # text on a white plot: pyqtgraph's default light grey reads faintly there
+
+
+def dark_text(plot: pg.PlotItem, *axes: pg.AxisItem) -> None:
+    """Title, axis labels and tick numbers of a plot on a white background in dark grey (also `axes`, e.g. a
+    colour bar's); titles set later keep the colour."""
+    for axis in (*(plot.getAxis(side) for side in ("left", "bottom", "right", "top")), *axes):
+        axis.setTextPen(INK)
+    plot.titleLabel.opts["color"] = INK
+    if plot.titleLabel.text:  # (re-setting an empty title would give its hidden row a height)
+        plot.titleLabel.setText(plot.titleLabel.text)
+
+
 class DecadeLogAxis(pg.AxisItem):
     """A log-scale axis ticked at decades and at 2 and 5 times them only (pyqtgraph adds 2…9 × each decade,
     whose labels "9·10⁻⁵ 8·10⁻⁵ 7·10⁻⁵" run into each other on a small plot); all nine only when the range
@@ -61,6 +74,8 @@ class ExportablePlot(QtWidgets.QWidget):
             plain_numbers(self.plot.getAxis(side))
         # on a light background, so that a curve passing under the legend does not run through its labels
         self.legend = self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 210))
+        self.legend.setLabelTextColor(INK)
+        dark_text(self.plot.plotItem)
         self.png_button = QtWidgets.QPushButton("PNG…")
         self.csv_button = QtWidgets.QPushButton("CSV…")
         self.png_button.setToolTip("Save the plot as a PNG image")
