@@ -162,6 +162,19 @@ def _count_arg(text: str) -> int:
     return v
 
 
+def _whole_arg(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text!r})") from None
+
+
+def _float_arg(text: str) -> float:
+    from .params import _float_arg as number
+
+    return number(text)
+
+
 def _run_stats(args) -> int:
     from pathlib import Path
 
@@ -216,17 +229,32 @@ def _add_phase(sub):
                                        "_shelx_hkl_file, .mtz, XDS_ASCII")
     p.add_argument("--structure", help="reference model (.cif/.res/.ins): map r and phase error are printed; it also "
                                        "gives cell, symmetry and cell content when the data lack them")
-    p.add_argument("--cell", nargs=6, type=float, metavar=("A", "B", "C", "AL", "BE", "GA"))
+    p.add_argument("--cell", nargs=6, type=_float_arg, metavar=("A", "B", "C", "AL", "BE", "GA"))
     p.add_argument("--space-group")
     p.add_argument("--model", help="PhAI weights (published PhAI_model.pth or a CrystalStudio checkpoint); "
                                    "default: the shipped small model")
-    p.add_argument("--starts", type=int, default=None,
+    p.add_argument("--starts", type=_whole_arg, default=None, metavar="N",
                    help=f"random starts (charge flipping {DEFAULTS.cf_starts}, 1…64; PhAI {DEFAULTS.phai_starts}, 0…64)")
     PHASE_OPTIONS = add_arguments(p, PhasingParameters, exclude=("cf_starts", "phai_starts"),
                                   names={"cf_iterations": "--iterations", "phai_cycles": "--cycles"})
     p.add_argument("--out", required=True, help="output folder: solution.fcf, map.ccp4, peaks.res, phases.csv, "
                                                 "model.res + model.hkl")
-    p.set_defaults(run=_run_phase)
+    p.set_defaults(run=_run_phase, check=_check_phase)
+
+
+def _check_phase(args) -> None:
+    """--starts against the bounds of the chosen method (known only once every option is parsed)."""
+    if args.starts is None:
+        return
+    from .params import ParamsError, _resolve, validate_value
+    from .phasing.parameters import PhasingParameters
+
+    method = getattr(args, "param:method", PhasingParameters().method)
+    try:
+        validate_value(_resolve(PhasingParameters, "phai_starts" if method == "phai" else "cf_starts"), args.starts)
+    except ParamsError as exc:
+        raise argparse.ArgumentTypeError(f"argument --starts: {exc}" + (" for charge flipping" if method != "phai"
+                                                                          and args.starts == 0 else "")) from None
 
 
 def _run_phase(args) -> int:
@@ -370,7 +398,7 @@ def _add_factorise(sub):
     opts = add_arguments(p, FactoriseSettings, exclude=("size",))
     p.add_argument("--punch", action="store_const", const="punch", dest="param:bragg", default=argparse.SUPPRESS,
                    help="same as --bragg punch")
-    p.add_argument("--cell", type=float, nargs=6, metavar=("A", "B", "C", "AL", "BE", "GA"),
+    p.add_argument("--cell", type=_float_arg, nargs=6, metavar=("A", "B", "C", "AL", "BE", "GA"),
                    help="plain planes: unit cell a b c α β γ (Å, degrees), for α refinement")
     p.add_argument("--extent", type=float, nargs=4, metavar=("H0", "H1", "K0", "K1"),
                    help="plain planes: in-plane indices at the first and last column and row")
@@ -583,6 +611,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.command is None:
             build_parser().print_help()
             return 0
+        try:  # checks that need every option of the command (bounds that depend on another option)
+            getattr(args, "check", lambda a: None)(args)
+        except argparse.ArgumentTypeError as exc:
+            print(f"crystalstudio {args.command}: error: {exc} (see --help)", file=sys.stderr)
+            return 2
         try:
             return _run_command(args)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes one line (the traceback with --debug)
