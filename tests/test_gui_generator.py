@@ -145,6 +145,9 @@ def test_statistics_tab(window, qtbot, screenshot_dir):
     qtbot.mouseClick(panel.stats_run, QtCore.Qt.LeftButton)
     qtbot.waitUntil(lambda: panel.stats_gen is not None, timeout=120000)
     assert panel.stats_real.n_structures >= 30 and panel.stats_table.rowCount() == 7
+    names = [panel.stats_table.item(r, 0).text() for r in range(7)]  # each quantity's name in full
+    fm = panel.stats_table.fontMetrics()
+    assert panel.stats_table.columnWidth(0) >= max(fm.horizontalAdvance(n) for n in names)
     panel.stats_quantity.setCurrentIndex(0)
     qtbot.mouseClick(panel.apply_fit, QtCore.Qt.LeftButton)
     assert panel.settings.cell.volume_distribution == "lognormal"

@@ -84,6 +84,8 @@ def test_attach_button_shows_a_finished_run(window, qtbot, tmp_path, monkeypatch
     for key in ("val_mse_ff", "val_mse_sro"):
         item = tp.metric_plot._curves[key]
         assert len(item.getData()[0]) == 1 and item.opts["symbol"] == "o"
+    # the legend lists only the series drawn: this log has no noise_mse_* (an older run's log)
+    assert [label.text for _, label in tp.metric_plot.legend.items] == ["val_mse_ff", "val_mse_sro"]
     for plot, label in ((tp.loss_plot, "loss"), (tp.metric_plot, "validation metric"), (tp.lr_plot, "learning rate")):
         assert plot.plot.getAxis("left").labelText == label and plot.plot.getAxis("bottom").labelText
         assert not plot.plot.getAxis("left").autoSIPrefix  # no "(x0.001)" tacked onto the label
@@ -202,3 +204,18 @@ def test_saved_dsfu_configuration_loads_as_dsfu(window, tmp_path):
     tp.kind.setCurrentIndex(0)
     tp.load_config(str(tmp_path / "dsfu.json"))
     assert tp.cfg.kind == "dsfu" and tp.kind.currentText() == "DSFU-Net"
+
+
+def test_log_axis_ticks_decades_and_2_5_only(qtbot):
+    """The learning-rate axis: pyqtgraph's 2…9 × decade labels ran into each other on a small plot."""
+    from crystalstudio.gui.views.plots import CurvePlot
+    plot = CurvePlot(title="learning rate", y_label="learning rate", log_y=True)
+    qtbot.addWidget(plot)
+    axis = plot.plot.getAxis("left")
+    levels = axis.tickValues(np.log10(6.5e-5), np.log10(6e-4), 150)
+    shown = sorted(round(10 ** v, 12) for _, values in levels for v in values)
+    assert shown == [1e-4, 2e-4, 5e-4]
+    levels = axis.tickValues(np.log10(1e-7), np.log10(1e-2), 150)  # many decades: the decades alone
+    assert sorted(round(10 ** v, 14) for _, values in levels for v in values) == [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2]
+    levels = axis.tickValues(np.log10(2.2e-4), np.log10(4.8e-4), 150)  # narrow: every integer multiple
+    assert sorted(round(10 ** v, 12) for _, values in levels for v in values) == [3e-4, 4e-4]

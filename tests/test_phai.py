@@ -4,6 +4,7 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -199,7 +200,10 @@ def test_ddp_two_processes_match_single(tmp_path):
     cfg = _tiny_cfg(tmp_path / "d", 4, val_every=0, checkpoint_every=0)
     cfg.save(tmp_path / "d.json")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+    with socket.socket() as sock:  # a free port: a fixed one collided when two suites ran at once (child abort -6)
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port,
                           "-m", "crystalstudio.cli", "train", str(tmp_path / "d.json"), "--no-resume"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -589,6 +589,7 @@ class GeneratorPanel(Panel):
             for r, (q, d) in enumerate(cmp.items()):
                 for c, v in enumerate((q, f"{d['ks']:.3f}", f"{d['wasserstein']:.4g}")):
                     self.stats_table.setItem(r, c, QtWidgets.QTableWidgetItem(v))
+            self.stats_table.resizeColumnToContents(0)  # "volume_per_atom" in full (was cut to "volume_per_...")
         self._show_stats()
 
     def _show_stats(self, *_) -> None:

@@ -146,8 +146,10 @@ class PhasingPanel(Panel):
         self.cancel_button.setToolTip("Stop the running job (what finished so far is kept)")
         self.cancel_button.setEnabled(False)
         self.progress = QtWidgets.QProgressBar(maximum=1000)
-        self.progress.setToolTip("Progress of the running job")
+        self.progress.setToolTip(self.PROGRESS_TIP)
         self.progress.setFormat("")
+        self._progress_text = ""
+        self.progress.installEventFilter(self)  # re-elide its text when it is resized
         # ---- candidates and verdict
         self.table = QtWidgets.QTableWidget(0, len(CANDIDATE_COLUMNS))
         self._headers(self.table, CANDIDATE_COLUMNS)
@@ -264,11 +266,20 @@ class PhasingPanel(Panel):
             if not box.toolTip():
                 box.setToolTip(tip)
         self._hl3d = None
+        # named splitters: their sizes are remembered under these names (a state saved by an older layout, under
+        # the creation index, gave the map most of the column and left the 3D view a strip)
+        results.setObjectName("candidates-atoms")
         views = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        views.setObjectName("map-3d")
+        views.setChildrenCollapsible(False)
         views.addWidget(self.slab)
         views.addWidget(self.view3d)
-        views.setSizes([520, 460])
+        views.setStretchFactor(0, 1)
+        views.setStretchFactor(1, 1)
+        views.setSizes([500, 480])
+        self.views_splitter = views
         split = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        split.setObjectName("controls-views")
         split.addWidget(left)
         split.addWidget(views)
         split.setStretchFactor(0, 0)
@@ -333,7 +344,8 @@ class PhasingPanel(Panel):
         self.verdict_label.setText("")
         self.verdict_label.setStyleSheet("")
         self.progress.setValue(0)
-        self.progress.setFormat("")
+        self._progress_text = ""
+        self._show_progress_text()
         self.slab.clear()
         self.highlight.setData([])
         self.view3d.set_structure(None)
@@ -484,9 +496,24 @@ class PhasingPanel(Panel):
                              on_progress=self._progress, on_cancelled=lambda: log.info("solving cancelled"),
                              on_done=lambda: self._busy(False))
 
+    PROGRESS_TIP = "Progress of the running job"
+
     def _progress(self, f: float, msg: str) -> None:
+        """The job's message in the bar, elided to the bar's width; all of it in the bar's tooltip."""
         self.progress.setValue(int(1000 * f))
-        self.progress.setFormat(msg[:60])
+        self._progress_text = msg
+        self._show_progress_text()
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self.progress and event.type() == QtCore.QEvent.Resize:
+            self._show_progress_text()
+        return super().eventFilter(obj, event)
+
+    def _show_progress_text(self) -> None:
+        msg = self._progress_text
+        room = max(self.progress.width() - 16, 40)
+        self.progress.setFormat(self.progress.fontMetrics().elidedText(msg, QtCore.Qt.ElideRight, room))
+        self.progress.setToolTip(f"{self.PROGRESS_TIP}: {msg}" if msg else self.PROGRESS_TIP)
 
     def _busy(self, busy: bool) -> None:
         self.solve_button.setEnabled(not busy)

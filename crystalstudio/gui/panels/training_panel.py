@@ -541,6 +541,7 @@ class TrainingPanel(Panel):
                             *self.VALIDATION_CURVES["dsfu"]):
                     if key in val[-1]:
                         self.metric_plot.set_curve(key, steps, [r.get(key, np.nan) for r in val])
+                self.metric_plot.unlist_empty()  # metrics this run's log does not hold: not listed
             updates.append(metrics)
         if staged:
             self._set_staged(updates)

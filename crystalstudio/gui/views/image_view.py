@@ -35,7 +35,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from .plots import plain_numbers
+from .plots import dark_text, plain_numbers
 
 SCALES = ("linear", "sqrt", "log", "asinh")
 SCALE_TIPS = {
@@ -341,6 +341,10 @@ class ImageView(QtWidgets.QWidget):
             self.bar_axis = self.colorbar.axis
         self._install_ticks(self.bar_axis)
         plain_numbers(self.bar_axis)  # a flat map's bar read "ρ (σ) (x1e-06)"
+        if background in ("w", "white"):
+            dark_text(self.plot, self.bar_axis)
+            if self.colorbar is not None:  # its quantity label is set on the bar's own axes
+                dark_text(self.colorbar)
         self.set_axes(x_axis, y_axis)
         self.set_quantity(quantity, unit)
 

@@ -26,20 +26,56 @@ def plain_numbers(axis: pg.AxisItem) -> None:
     axis.update()
 
 
+INK = "#333333"  # text on a white plot: pyqtgraph's default light grey reads faintly there
+
+
+def dark_text(plot: pg.PlotItem, *axes: pg.AxisItem) -> None:
+    """Title, axis labels and tick numbers of a plot on a white background in dark grey (also `axes`, e.g. a
+    colour bar's); titles set later keep the colour."""
+    for axis in (*(plot.getAxis(side) for side in ("left", "bottom", "right", "top")), *axes):
+        axis.setTextPen(INK)
+    plot.titleLabel.opts["color"] = INK
+    if plot.titleLabel.text:  # (re-setting an empty title would give its hidden row a height)
+        plot.titleLabel.setText(plot.titleLabel.text)
+
+
+class DecadeLogAxis(pg.AxisItem):
+    """A log-scale axis ticked at decades and at 2 and 5 times them only (pyqtgraph adds 2…9 × each decade,
+    whose labels "9·10⁻⁵ 8·10⁻⁵ 7·10⁻⁵" run into each other on a small plot); all nine only when the range
+    holds fewer than two of those."""
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):
+        lo, hi = sorted((minVal, maxVal))
+        first, last = int(np.floor(lo)), int(np.ceil(hi))
+
+        def within(factors):
+            return [d + np.log10(f) for d in range(first, last + 1) for f in factors if lo <= d + np.log10(f) <= hi]
+
+        decades, minor = within((1,)), within((2, 5))
+        if len(decades) >= 4:  # several decades: those alone
+            minor = []
+        if len(decades) + len(minor) < 2:  # a narrow range: every integer multiple
+            minor = within(range(2, 10))
+        return [(1.0, decades), (None, minor)]
+
+
 class ExportablePlot(QtWidgets.QWidget):
     """A plot with labelled axes (the y axis is labelled with the title when no y_label is given) and PNG/CSV
     export of what is shown."""
 
-    def __init__(self, parent=None, title: str = "", x_label: str = "", y_label: str = ""):
+    def __init__(self, parent=None, title: str = "", x_label: str = "", y_label: str = "", log_y: bool = False):
         super().__init__(parent)
-        self.plot = pg.PlotWidget(title=title)
+        self.plot = pg.PlotWidget(title=title, axisItems={"left": DecadeLogAxis("left")} if log_y else None)
         self.plot.setBackground("w")
         self.plot.showGrid(x=True, y=True, alpha=0.2)
         self.plot.setLabel("bottom", x_label)
         self.plot.setLabel("left", y_label or title)
         for side in ("bottom", "left"):  # the numbers as they are: no "(x0.001)" rescaling of the label
             plain_numbers(self.plot.getAxis(side))
-        self.legend = self.plot.addLegend(offset=(-10, 10))
+        # on a light background, so that a curve passing under the legend does not run through its labels
+        self.legend = self.plot.addLegend(offset=(-10, 10), brush=pg.mkBrush(255, 255, 255, 210))
+        self.legend.setLabelTextColor(INK)
+        dark_text(self.plot.plotItem)
         self.png_button = QtWidgets.QPushButton("PNG…")
         self.csv_button = QtWidgets.QPushButton("CSV…")
         self.png_button.setToolTip("Save the plot as a PNG image")
@@ -125,11 +161,12 @@ class CurvePlot(ExportablePlot):
     MANY = 60
 
     def __init__(self, *a, log_y: bool = False, markers: str = "few", **kw):
-        super().__init__(*a, **kw)
+        super().__init__(*a, log_y=log_y, **kw)
         self.plot.setLogMode(y=log_y)
         self.markers = markers
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._symbols: dict[str, tuple] = {}  # (symbol, size) set on each curve
+        self._unlisted: set[str] = set()  # prepared curves taken off the legend while they have no points
 
     def prepare(self, names: Sequence[str]) -> None:
         """Create the (empty) curves and their legend entries now, e.g. when a run starts: creating a curve with
@@ -157,10 +194,22 @@ class CurvePlot(ExportablePlot):
             self._symbols[name] = symbol
         item.setData(x, y)
         self._table[name] = (x, y)
+        if name in self._unlisted and len(x):
+            self.legend.addItem(item, name)
+            self._unlisted.discard(name)
+
+    def unlist_empty(self) -> None:
+        """Take the prepared curves that have no points off the legend (e.g. metrics an older run's log does not
+        hold), so that every series the legend lists is drawn; one that gets points later is listed again."""
+        for name, item in self._curves.items():
+            if name not in self._unlisted and not len(self._table.get(name, ((), ()))[0]):
+                self.legend.removeItem(item)
+                self._unlisted.add(name)
 
     def clear_curves(self) -> None:
         self.plot.clear()
         self.legend.clear()
         self._curves = {}
         self._symbols = {}
+        self._unlisted = set()
         self._table = {}
