@@ -605,9 +605,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     first = argv[0] if argv else None
     if first is not None and (first in SUBCOMMANDS or first in ("-h", "--help", "--version")):
         try:
-            args = build_parser().parse_args(argv)  # bad options: argparse's one-line error
+            parser = build_parser()
+            args, extra = parser.parse_known_args(argv)  # bad options: argparse's one-line error
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 2
+        if extra:  # named with the subcommand (argparse blames "crystalstudio"), with the nearest option
+            import difflib
+
+            sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+            known = [o for a in sub.choices[args.command]._actions for o in a.option_strings] if sub else []
+            close = difflib.get_close_matches(extra[0].split("=")[0], known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close and extra[0].startswith("-") else ""
+            print(f"crystalstudio {args.command}: error: unrecognized arguments: {' '.join(extra)}{hint} (see --help)",
+                  file=sys.stderr)
+            return 2
         if args.command is None:
             build_parser().print_help()
             return 0

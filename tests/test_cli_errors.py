@@ -214,6 +214,10 @@ CASES = [
                              _cut_model(t), "--out", str(t / "o")], "cut.pt: the PyTorch archive is damaged or truncated"),
     ("evaluate", lambda t: ["evaluate", str(t / "m.pt"), str(t), "--device", "gpu", "--out", str(t / "o")],
      "unknown device 'gpu'"),
+    ("stats", lambda t: ["stats", str(t), "--out", str(t / "o")],
+     "crystalstudio stats: error: unrecognized arguments: --out"),
+    ("phase", lambda t: ["phase", str(t / "d.hkl"), "--iteration", "300", "--itrations", "3", "--out", str(t / "o")],
+     "crystalstudio phase: error: unrecognized arguments: --itrations 3; did you mean --iterations?"),
     ("typo", lambda t: ["factorize", "x.h5"], "unknown command 'factorize'; did you mean 'factorise'?"),
     ("typo", lambda t: ["evaluat"], "did you mean 'evaluate'?"),
 ]
