@@ -27,7 +27,7 @@ from ..crystal.structure_factors import ScatteringTable
 from ..crystal.symmetry import SpaceGroup
 from ..jobs import check_cancel
 from .refinement import (MAX_XYZ_SHIFT, U_MAX, U_MIN, ObservedData, RefinementResult, SiteSymmetry, _prepare_sites,
-                         _solve, agreement, shelx_weights, start_scale, torch_threads)
+                         agreement, damped_step, shelx_weights, start_scale, torch_threads)
 
 MIN_REFLECTIONS_PER_PARAMETER = 10.0  # anisotropic only if Nref ≥ this × (1 + 9 per atom)
 MIN_EIGENVALUE = 1e-4  # Å²: a principal U_cart below this is "non-positive-definite" (the atom goes back to Uiso)
@@ -207,13 +207,8 @@ def _refine_aniso(structure, data, cycles, weight_a, weight_b, tolerance, cancel
         Jw = J * w[:, None]
         H = J.T @ Jw
         grad = Jw.T @ r
-        diag = np.maximum(np.diag(H), 1e-30)
-        accepted, rel = False, 0.0
-        for _ in range(8):
-            step = _solve(H + lam * np.diag(diag), grad)
-            if step is None:
-                lam *= 10
-                continue
+
+        def trial(step):
             k1 = max(k + step[0], 1e-12 * k)
             x1, u1 = xyz.copy(), u6.copy()
             i = 1
@@ -234,13 +229,12 @@ def _refine_aniso(structure, data, cycles, weight_a, weight_b, tolerance, cancel
                 i += m
             fc1 = total(x1, u1)
             ic1 = np.abs(fc1) ** 2
-            chi1 = float(np.sum(w * (data.fo2 - k1 * ic1) ** 2))
-            if chi1 <= chi0:
-                accepted, rel = True, (chi0 - chi1) / max(chi0, 1e-300)
-                k, xyz, u6, fc, ic = k1, x1, u1, fc1, ic1
-                lam = max(lam / 3, 1e-7)
-                break
-            lam *= 4
+            return float(np.sum(w * (data.fo2 - k1 * ic1) ** 2)), (k1, x1, u1, fc1, ic1)
+
+        state, lam, rel = damped_step(H, grad, lam, chi0, trial)
+        accepted = state is not None
+        if accepted:
+            k, xyz, u6, fc, ic = state
         done += 1
         history.append(agreement(data, fc, k, n_par, weight_a, weight_b).wr2)
         if not accepted or rel < tolerance:

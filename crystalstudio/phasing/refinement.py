@@ -337,23 +337,17 @@ def _refine(structure, data, cycles, weight_a, weight_b, refine_xyz, refine_u, r
         grad = (Jw.T @ torch.as_tensor(r)).numpy()
         if not refine_scale:
             H[0, 0] = 1.0  # k held: its (zero) column gets a unit diagonal, so its step is 0
-        diag = np.maximum(np.diag(H), 1e-30)
-        accepted, rel = False, 0.0
-        for _ in range(8):
-            step = _solve(H + lam * np.diag(diag), grad)
-            if step is None:
-                lam *= 10
-                continue
+
+        def trial(step):
             k1, x1, u1, o1 = _apply_step(step, k, xyz, u, occ, syms, n_free, refine_u, refine_occupancy, A)
             fc1 = total_f(x1, u1, o1)
             ic1 = np.abs(fc1) ** 2
-            chi1 = float(np.sum(w * (data.fo2 - k1 * ic1) ** 2))
-            if chi1 <= chi0:
-                accepted, rel = True, (chi0 - chi1) / max(chi0, 1e-300)
-                k, xyz, u, occ, fc, ic = k1, x1, u1, o1, fc1, ic1
-                lam = max(lam / 3, 1e-7)
-                break
-            lam *= 4
+            return float(np.sum(w * (data.fo2 - k1 * ic1) ** 2)), (k1, x1, u1, o1, fc1, ic1)
+
+        state, lam, rel = damped_step(H, grad, lam, chi0, trial)
+        accepted = state is not None
+        if accepted:
+            k, xyz, u, occ, fc, ic = state
         done += 1
         history.append(agreement(data, fc, k, n_par, weight_a, weight_b).wr2)
         if not accepted or rel < tolerance:
@@ -401,6 +395,26 @@ def _jacobian(hkl, cell, sg, elements, xyz, u, occ, fc, ic, k, syms, n_free, ref
         if refine_occ:
             cols.append(go[j][:, None])  # F_j is linear in its occupancy
     return np.concatenate(cols, axis=1)
+
+
+def damped_step(H: np.ndarray, grad: np.ndarray, lam: float, chi0: float, trial):
+    """One Levenberg–Marquardt step search on the normal equations (H + λ·diag H) δ = grad.
+
+    `trial(δ)` returns (χ² after the step, the new state). Up to 8 tries: a step that does not lower χ² raises λ
+    ×4 (×10 when the damped matrix is not positive definite); an accepted one lowers it ÷3 (≥ 1e-7).
+    Returns (state or None when no step was accepted, λ for the next cycle, relative χ² decrease).
+    """
+    diag = np.maximum(np.diag(H), 1e-30)
+    for _ in range(8):
+        step = _solve(H + lam * np.diag(diag), grad)
+        if step is None:
+            lam *= 10
+            continue
+        chi1, state = trial(step)
+        if chi1 <= chi0:
+            return state, max(lam / 3, 1e-7), (chi0 - chi1) / max(chi0, 1e-300)
+        lam *= 4
+    return None, lam, 0.0
 
 
 def _solve(M: np.ndarray, b: np.ndarray) -> Optional[np.ndarray]:
